@@ -1,0 +1,28 @@
+"""Matrix factorisation: a user embedding as the query, an item embedding table as the item tower."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tandem.models.retrievers.base import Retriever
+
+
+class MF(Retriever):
+    """M(i, u) = <p_u, q_i>. Needs `batch["user"]` [B] (ids 0..U-1)."""
+
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, init_std: float = 0.1) -> None:
+        super().__init__()
+        self.num_users = num_users
+        self.num_items = num_items
+        self.user_embedding = nn.Embedding(num_users, embedding_dim)
+        self.item_embedding = nn.Embedding(num_items + 1, embedding_dim, padding_idx=0)
+        nn.init.normal_(self.user_embedding.weight, std=init_std)
+        nn.init.normal_(self.item_embedding.weight, std=init_std)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    def query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.user_embedding(batch["user"])
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.item_embedding.weight

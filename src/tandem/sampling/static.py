@@ -1,0 +1,68 @@
+"""Samplers whose distribution does not depend on the model: uniform and popularity."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from tandem.sampling.base import Sampler
+
+
+class UniformSampler(Sampler):
+    """Q(i) = 1/N over items 1..N."""
+
+    def __init__(self, num_items: int, generator: torch.Generator | None = None) -> None:
+        super().__init__(num_items)
+        self.generator = generator
+        self._log_q = -math.log(num_items)
+
+    def sample(
+        self, query: torch.Tensor, num: int, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = query.shape[0]
+        items = torch.randint(1, self.num_items + 1, (batch, num), generator=self.generator, device=query.device)
+        return items, torch.full((batch, num), self._log_q, device=query.device)
+
+    def log_prob(
+        self, query: torch.Tensor, items: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return torch.full(items.shape, self._log_q, device=items.device)
+
+
+class PopularitySampler(Sampler):
+    """Q(i) proportional to count(i)**beta (+ smoothing), the classic popularity proposal."""
+
+    def __init__(
+        self,
+        num_items: int,
+        item_counts: np.ndarray | torch.Tensor,
+        beta: float = 1.0,
+        smoothing: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(num_items)
+        counts = torch.as_tensor(np.asarray(item_counts), dtype=torch.float64)
+        if counts.shape[0] != num_items + 1:
+            raise ValueError(f"item_counts must have num_items + 1 = {num_items + 1} entries, got {counts.shape[0]}")
+        weights = (counts + smoothing).clamp_min(0) ** beta
+        weights[0] = 0.0
+        if weights.sum() <= 0:
+            raise ValueError("popularity weights are all zero")
+        probs = weights / weights.sum()
+        self.probs = probs.float()
+        self.log_probs = torch.log(probs).float()
+        self.generator = generator
+
+    def sample(
+        self, query: torch.Tensor, num: int, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = query.shape[0]
+        flat = torch.multinomial(self.probs, batch * num, replacement=True, generator=self.generator)
+        items = flat.view(batch, num).to(query.device)
+        return items, self.log_probs.to(query.device)[items]
+
+    def log_prob(
+        self, query: torch.Tensor, items: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.log_probs.to(items.device)[items]
