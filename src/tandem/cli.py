@@ -1,0 +1,118 @@
+"""The `tandem` command: train, evaluate, data stats, bench."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from tandem.errors import TandemError
+
+
+def _default_out(config_path: str | None) -> Path:
+    stem = Path(config_path).stem if config_path else "run"
+    return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tandem.config import load_config
+    from tandem.reporting import metric_table, report_rows
+    from tandem.run import train_run
+
+    config = load_config(args.config, args.set)
+    out = Path(args.out) if args.out else _default_out(args.config)
+    report = train_run(config, out)
+    print(metric_table(report_rows(report["test"], "test")))
+    print(f"run written to {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tandem.reporting import metric_table, report_rows
+    from tandem.run import load_run
+
+    config, prepared, scheme = load_run(args.run_dir)
+    result = {}
+    for which, eval_set in (("valid", prepared.split.valid), ("test", prepared.split.test)):
+        result[which] = scheme.evaluate(
+            eval_set, tuple(config.eval.cutoffs), config.train.eval_batch_size,
+            retrieval_cutoff=config.eval.retrieval_cutoff,
+        )
+    print(metric_table({**report_rows(result["valid"], "valid"), **report_rows(result["test"], "test")}))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from tandem.config import load_config
+    from tandem.run import dataset_summary, prepare
+
+    config = load_config(args.config, args.set)
+    prepared = prepare(config)
+    summary = dataset_summary(prepared)
+    summary["task"] = config.task
+    summary["user_features"] = sorted(prepared.data.user_features)
+    summary["item_features"] = sorted(prepared.data.item_features)
+    width = max(len(key) for key in summary)
+    for key, value in summary.items():
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def cmd_bench_samplers(args: argparse.Namespace) -> int:
+    from tandem.sampling.bench import main as bench_main
+
+    bench_main(args.rest)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tandem", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a run from a YAML config")
+    train.add_argument("config", help="YAML config file")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    train.add_argument("--out", help="run directory to write (default runs/<config>-<time>)")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="re-evaluate a saved run directory")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    data = commands.add_parser("data", help="dataset utilities")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    stats = data_commands.add_parser("stats", help="print the dataset after filtering and splitting")
+    stats.add_argument("config")
+    stats.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    stats.set_defaults(handler=cmd_data_stats)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    samplers = bench_commands.add_parser(
+        "samplers", help="time and compare the negative samplers", add_help=False,
+        description="arguments are passed to the sampler benchmark; see `tandem bench samplers --help`",
+    )
+    samplers.add_argument("rest", nargs=argparse.REMAINDER)
+    samplers.set_defaults(handler=cmd_bench_samplers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except TandemError as error:
+        print(f"tandem: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tandem: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

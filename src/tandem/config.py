@@ -1,0 +1,217 @@
+"""Typed run configuration: YAML in, dataclasses out, `--set key=value` overrides, errors that name the key.
+
+Model, sampler and loss sections are open-ended (`name` plus that component's own options); their options are
+checked against the component's constructor when it is built, so an unknown option is still an error that names it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tandem.errors import TandemError
+
+
+@dataclass
+class DataConfig:
+    format: str = "ml-100k"
+    path: str | None = None
+    name: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    sep: str | None = None
+    rating_threshold: float | None = None
+    min_user_interactions: int = 10
+    min_item_interactions: int = 10
+    max_seq_len: int = 20
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    num_negatives: int = 20
+    patience: int = 5
+    eval_batch_size: int = 1024
+    eval_every: int = 1
+    device: str = "cpu"
+    threads: int = 0
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    cutoffs: list[int] = field(default_factory=lambda: [10, 20, 50])
+    retrieval_cutoff: int = 100
+    cutoff_sweep: list[int] = field(default_factory=list)
+    monitor: str = "ndcg@10"
+
+
+@dataclass
+class Config:
+    task: str = "sequential"
+    seed: int = 2023
+    data: DataConfig = field(default_factory=DataConfig)
+    retriever: dict[str, Any] = field(default_factory=lambda: {"name": "sasrec"})
+    ranker: dict[str, Any] | None = None
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "uniform"})
+    loss: dict[str, Any] = field(default_factory=lambda: {"name": "softmax"})
+    scheme: dict[str, Any] = field(default_factory=lambda: {"name": "retriever"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+TASKS = ("general", "sequential")
+
+
+def _check_value(value: Any, annotation: Any, key: str) -> Any:
+    """Check (and gently coerce int -> float) `value` against a type annotation, naming `key` on failure."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_value(value, option, key)
+            except TandemError as error:
+                errors.append(str(error))
+        raise TandemError(errors[0] if errors else f"config key {key!r}: unexpected value {value!r}")
+    if annotation is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise TandemError(f"config key {key!r}: expected a list, got {value!r}")
+        (item_type,) = typing.get_args(annotation)
+        return [_check_value(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TandemError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TandemError(f"config key {key!r}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TandemError(f"config key {key!r}: expected an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise TandemError(f"config key {key!r}: expected true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise TandemError(f"config key {key!r}: expected a string, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, key)
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise TandemError(f"config key {prefix or '<root>'!r}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise TandemError(f"unknown config key {where}{unknown[0]!r}; allowed here: {sorted(names)}")
+    values = {name: _check_value(value, hints[name], f"{prefix}.{name}" if prefix else name) for name, value in raw.items()}
+    return cls(**values)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`a.b.c=value` (value parsed as YAML) -> {"a": {"b": {"c": value}}}."""
+    if "=" not in text:
+        raise TandemError(f"--set expects key=value, got {text!r}")
+    key, raw_value = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise TandemError(f"--set: malformed key {key!r}")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value != "" else ""
+    except yaml.YAMLError as error:
+        raise TandemError(f"--set {key}: cannot parse value {raw_value!r}: {error}") from None
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    config = _build(Config, raw, "")
+    validate(config)
+    return config
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML file (or start from defaults when `path` is None) and apply `key=value` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise TandemError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise TandemError(f"{path}: not valid YAML: {error}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise TandemError(f"{path}: the top level must be a mapping of config keys")
+        raw = loaded or {}
+    for override in overrides:
+        raw = _merge(raw, parse_override(override))
+    return config_from_dict(raw)
+
+
+def validate(config: Config) -> None:
+    """Cross-field checks that a type alone cannot express."""
+    if config.task not in TASKS:
+        raise TandemError(f"config key 'task': expected one of {list(TASKS)}, got {config.task!r}")
+    for section in ("retriever", "sampler", "loss", "scheme"):
+        value = getattr(config, section)
+        if not isinstance(value.get("name"), str):
+            raise TandemError(f"config key '{section}.name' is required (a string)")
+    if config.ranker is not None and not isinstance(config.ranker.get("name"), str):
+        raise TandemError("config key 'ranker.name' is required (a string) when a ranker is configured")
+    positive = {
+        "train.epochs": config.train.epochs,
+        "train.batch_size": config.train.batch_size,
+        "train.num_negatives": config.train.num_negatives,
+        "train.eval_batch_size": config.train.eval_batch_size,
+        "eval.retrieval_cutoff": config.eval.retrieval_cutoff,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise TandemError(f"config key {key!r}: must be >= 1, got {value}")
+    if config.train.lr <= 0:
+        raise TandemError(f"config key 'train.lr': must be > 0, got {config.train.lr}")
+    if not config.eval.cutoffs or min(config.eval.cutoffs) < 1:
+        raise TandemError(f"config key 'eval.cutoffs': expected positive integers, got {config.eval.cutoffs}")
+    if config.eval.monitor.split("@")[0] not in ("recall", "ndcg", "mrr", "hit") or "@" not in config.eval.monitor:
+        raise TandemError(f"config key 'eval.monitor': expected e.g. 'ndcg@10', got {config.eval.monitor!r}")
+    monitor_k = int(config.eval.monitor.split("@")[1])
+    if monitor_k not in config.eval.cutoffs:
+        raise TandemError(f"config key 'eval.monitor': cutoff {monitor_k} is not in eval.cutoffs {config.eval.cutoffs}")

@@ -1,0 +1,161 @@
+"""Preprocessing: rating threshold, iterative k-core, dense ids, time order, feature tables.
+
+The result, `InteractionData`, keeps the interactions as a CSR by user (items ordered by time), items numbered
+1..N with 0 reserved for padding and users numbered 0..U-1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tandem.data.features import FeatureTable, FeatureTables
+from tandem.data.raw import RawDataset, RawFeatureKind
+from tandem.errors import TandemError
+
+
+@dataclass
+class InteractionData:
+    """Filtered interactions of one dataset, as compact arrays."""
+
+    name: str
+    user_tokens: np.ndarray  # [U] raw token of each dense user id
+    item_tokens: np.ndarray  # [N + 1] raw token of each item id, entry 0 is padding
+    indptr: np.ndarray  # [U + 1] CSR offsets into items
+    items: np.ndarray  # [nnz] item ids 1..N, time-ordered within a user
+    timestamps: np.ndarray  # [nnz]
+    user_features: FeatureTables = field(default_factory=dict)
+    item_features: FeatureTables = field(default_factory=dict)
+
+    @property
+    def num_users(self) -> int:
+        return int(self.indptr.shape[0] - 1)
+
+    @property
+    def num_items(self) -> int:
+        return int(self.item_tokens.shape[0] - 1)
+
+    @property
+    def num_interactions(self) -> int:
+        return int(self.items.shape[0])
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def item_counts(self) -> np.ndarray:
+        """Interactions per item id, [N + 1] (entry 0 is 0)."""
+        return np.bincount(self.items, minlength=self.num_items + 1)
+
+    def stats(self) -> dict[str, int | float]:
+        return {
+            "users": self.num_users,
+            "items": self.num_items,
+            "interactions": self.num_interactions,
+            "density": self.num_interactions / max(1, self.num_users * self.num_items),
+        }
+
+
+def k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
+    """Drop users and items with too few interactions, repeatedly, until nothing changes (a fixed point)."""
+    while True:
+        user_counts = frame["user"].map(frame["user"].value_counts())
+        item_counts = frame["item"].map(frame["item"].value_counts())
+        keep = (user_counts >= min_user) & (item_counts >= min_item)
+        if bool(keep.all()):
+            return frame
+        frame = frame[keep]
+        if frame.empty:
+            return frame
+
+
+def preprocess(
+    raw: RawDataset,
+    rating_threshold: float | None = None,
+    min_user_interactions: int = 10,
+    min_item_interactions: int = 10,
+) -> InteractionData:
+    """Filter, remap and order `raw` into an `InteractionData`."""
+    frame = raw.interactions
+    if rating_threshold is not None:
+        if "rating" not in frame.columns:
+            raise TandemError(f"data.rating_threshold is set but dataset {raw.name!r} has no rating column")
+        frame = frame[frame["rating"] >= rating_threshold]
+    frame = frame.assign(_order=np.arange(len(frame)))
+    frame = k_core(frame, min_user_interactions, min_item_interactions)
+    if frame.empty:
+        raise TandemError(
+            f"dataset {raw.name!r} is empty after filtering (rating_threshold={rating_threshold}, "
+            f"{min_user_interactions}-core on users, {min_item_interactions}-core on items); lower the thresholds"
+        )
+    user_tokens = np.sort(frame["user"].unique())
+    item_tokens_sorted = np.sort(frame["item"].unique())
+    user_ids = np.searchsorted(user_tokens, frame["user"].to_numpy())
+    item_ids = np.searchsorted(item_tokens_sorted, frame["item"].to_numpy()) + 1
+    timestamps = frame["timestamp"].to_numpy(dtype=np.float64)
+    order = np.lexsort((frame["_order"].to_numpy(), timestamps, user_ids))
+    user_ids, item_ids, timestamps = user_ids[order], item_ids[order], timestamps[order]
+    indptr = np.zeros(len(user_tokens) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(user_ids, minlength=len(user_tokens)), out=indptr[1:])
+    item_tokens = np.concatenate([np.array(["[PAD]"], dtype=object), item_tokens_sorted.astype(object)])
+    return InteractionData(
+        name=raw.name,
+        user_tokens=user_tokens,
+        item_tokens=item_tokens,
+        indptr=indptr,
+        items=item_ids.astype(np.int64),
+        timestamps=timestamps,
+        user_features=_feature_tables(raw.user_features, "user", user_tokens, raw.user_feature_kinds, offset=0),
+        item_features=_feature_tables(raw.item_features, "item", item_tokens_sorted, raw.item_feature_kinds, offset=1),
+    )
+
+
+def _feature_tables(
+    frame: pd.DataFrame | None,
+    id_column: str,
+    tokens: np.ndarray,
+    kinds: dict[str, RawFeatureKind],
+    offset: int,
+) -> FeatureTables:
+    """Turn a raw feature frame into dense tables aligned with the dense ids (offset 1 leaves row 0 as padding)."""
+    if frame is None or frame.empty:
+        return {}
+    frame = frame.drop_duplicates(id_column, keep="first")
+    aligned = frame.set_index(id_column).reindex(pd.Index(tokens))
+    rows = len(tokens) + offset
+    tables: FeatureTables = {}
+    for name, kind in kinds.items():
+        if name not in aligned.columns:
+            continue
+        column = aligned[name]
+        if kind == "numeric":
+            values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+            finite = np.isfinite(values)
+            mean = values[finite].mean() if finite.any() else 0.0
+            std = values[finite].std() if finite.any() else 1.0
+            values = np.where(finite, (values - mean) / (std if std > 0 else 1.0), 0.0)
+            table = np.zeros(rows, dtype=np.float32)
+            table[offset:] = values
+            tables[name] = FeatureTable(name, "numeric", torch.from_numpy(table))
+        elif kind == "categorical":
+            codes, vocabulary = pd.factorize(column.astype("string"), use_na_sentinel=True)
+            table = np.zeros(rows, dtype=np.int64)
+            table[offset:] = codes + 1  # -1 (missing) becomes 0
+            tables[name] = FeatureTable(
+                name, "categorical", torch.from_numpy(table), len(vocabulary) + 1, tuple(map(str, vocabulary))
+            )
+        else:
+            lists = [value if isinstance(value, (list, tuple, np.ndarray)) else [] for value in column]
+            flat = [str(token) for values in lists for token in values]
+            codes, vocabulary = pd.factorize(pd.Series(flat, dtype="string"))
+            width = max(1, max((len(values) for values in lists), default=1))
+            table = np.zeros((rows, width), dtype=np.int64)
+            lengths = np.array([len(values) for values in lists], dtype=np.int64)
+            row_index = np.repeat(np.arange(len(lists)), lengths) + offset
+            col_index = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            table[row_index, col_index] = codes + 1
+            tables[name] = FeatureTable(
+                name, "multi", torch.from_numpy(table), len(vocabulary) + 1, tuple(map(str, vocabulary))
+            )
+    return tables

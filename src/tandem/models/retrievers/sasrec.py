@@ -1,0 +1,61 @@
+"""SASRec: a causal Transformer over the item history; the last position's state is the query.
+
+Defaults follow seed 000 B.2: one layer, two heads, feed-forward 128, dimension 64, dropout 0.3. Item vectors are
+the (shared) input item embeddings, so retrieval is an inner product with the item table.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tandem.models.retrievers.base import Retriever
+
+
+class SASRec(Retriever):
+    """Needs `batch["history"]` [B, H] of item ids, left-padded with 0 (most recent item last)."""
+
+    def __init__(
+        self,
+        num_items: int,
+        embedding_dim: int = 64,
+        num_layers: int = 1,
+        num_heads: int = 2,
+        feedforward_dim: int = 128,
+        dropout: float = 0.3,
+        max_seq_len: int = 20,
+    ) -> None:
+        super().__init__()
+        if embedding_dim % num_heads:
+            raise ValueError(f"embedding_dim ({embedding_dim}) must be divisible by num_heads ({num_heads})")
+        self.num_items = num_items
+        self.max_seq_len = max_seq_len
+        self.item_embedding = nn.Embedding(num_items + 1, embedding_dim, padding_idx=0)
+        self.position_embedding = nn.Embedding(max_seq_len, embedding_dim)
+        layer = nn.TransformerEncoderLayer(
+            embedding_dim, num_heads, feedforward_dim, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.input_norm = nn.LayerNorm(embedding_dim)
+        self.output_norm = nn.LayerNorm(embedding_dim)
+        self.dropout = nn.Dropout(dropout)
+        nn.init.normal_(self.item_embedding.weight, std=0.02)
+        nn.init.normal_(self.position_embedding.weight, std=0.02)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+        causal = torch.triu(torch.ones(max_seq_len, max_seq_len, dtype=torch.bool), diagonal=1)
+        self.register_buffer("causal_mask", causal, persistent=False)
+
+    def query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        history = batch["history"][:, -self.max_seq_len :]
+        length = history.shape[1]
+        positions = torch.arange(length, device=history.device) + (self.max_seq_len - length)
+        hidden = self.item_embedding(history) * (self.item_embedding.embedding_dim**0.5)
+        hidden = self.dropout(self.input_norm(hidden + self.position_embedding(positions)))
+        padding = history == 0
+        padding[:, -1] = False  # the last slot always attends to itself, so an empty history stays finite
+        mask = self.causal_mask[-length:, -length:]
+        hidden = self.encoder(hidden, mask=mask, src_key_padding_mask=padding)
+        return self.output_norm(hidden[:, -1])
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.item_embedding.weight

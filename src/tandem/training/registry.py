@@ -1,0 +1,70 @@
+"""Build a training scheme, with its models, sampler and losses, from a config."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from tandem.config import Config
+from tandem.data.dataset import InteractionData
+from tandem.data.splits import Split
+from tandem.models.retrievers import build_retriever
+from tandem.sampling.base import Sampler
+from tandem.training.schemes import RetrieverScheme, Scheme
+
+
+def options_of(section: dict[str, Any], *reserved: str) -> dict[str, Any]:
+    """A config section's options: everything but its name and the keys the wiring consumes itself."""
+    return {key: value for key, value in section.items() if key not in ("name", *reserved)}
+
+
+def make_retriever(config: Config, data: InteractionData, split: Split):
+    return build_retriever(
+        config.retriever["name"],
+        num_users=data.num_users,
+        num_items=data.num_items,
+        max_seq_len=max(1, split.max_seq_len),
+        **options_of(config.retriever),
+    )
+
+
+def make_sampler(section: dict[str, Any], data: InteractionData, split: Split, seed: int) -> Sampler:
+    """The configured sampler; data-derived arguments (item counts, number of contexts) are filled in."""
+    from tandem.sampling import build_sampler
+
+    name = section["name"]
+    options = options_of(section, "refresh")
+    counts = data.item_counts()
+    if name in ("popularity", "midx-pop") or (name == "adasir" and options.get("proposal") == "popularity"):
+        options.setdefault("item_counts", counts)
+    if name == "adasir":
+        options.setdefault("num_contexts", split.train.num_contexts)
+    options.setdefault("seed", seed)
+    return build_sampler(name, num_items=data.num_items, **options)
+
+
+def make_loss(section: dict[str, Any], data: InteractionData):
+    from tandem.losses.registry import build_loss
+
+    return build_loss(section["name"], num_items=data.num_items, **options_of(section))
+
+
+def build_retriever_scheme(config: Config, data: InteractionData, split: Split) -> Scheme:
+    unused = options_of(config.scheme)
+    if unused:
+        raise ValueError(f"unknown option(s) {sorted(unused)} for scheme 'retriever'")
+    return RetrieverScheme(
+        make_retriever(config, data, split),
+        make_sampler(config.sampler, data, split, config.seed),
+        make_loss(config.loss, data),
+        config.train.num_negatives,
+        config.sampler.get("refresh", "epoch"),
+    )
+
+
+SCHEMES: dict[str, Callable[[Config, InteractionData, Split], Scheme]] = {"retriever": build_retriever_scheme}
+
+
+def build_scheme_from_config(config: Config, data: InteractionData, split: Split) -> Scheme:
+    name = config.scheme["name"]
+    if name not in SCHEMES:
+        raise ValueError(f"unknown scheme {name!r}; expected one of {sorted(SCHEMES)}")
+    return SCHEMES[name](config, data, split)

@@ -1,0 +1,151 @@
+"""Training schemes: each turns a batch into the losses of the models it trains, and knows how to evaluate them.
+
+The trainer sums a scheme's losses and takes one optimiser step. Each loss only reaches the parameters of the model
+it belongs to (stop-gradients are placed by the scheme), so a summed step equals separate per-model steps.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from tandem.data.splits import EvalSet, TrainSet, iterate_batches
+from tandem.evaluation import evaluate_batches, full_ranking_metrics
+from tandem.models.retrievers.base import Retriever
+from tandem.sampling.base import Sampler
+
+Batch = dict[str, torch.Tensor]
+LossFn = Callable[..., torch.Tensor]
+
+
+class SamplerRefresher:
+    """Keeps an adaptive sampler in step with the retriever: every epoch, or every `every_steps` steps."""
+
+    def __init__(self, sampler: Sampler, retriever: Retriever, policy: str | int = "epoch") -> None:
+        if not (policy == "epoch" or (isinstance(policy, int) and policy >= 1)):
+            raise ValueError(f"sampler.refresh must be 'epoch' or a positive number of steps, got {policy!r}")
+        self.sampler = sampler
+        self.retriever = retriever
+        self.policy = policy
+
+    @torch.no_grad()
+    def refresh(self, train: TrainSet | None = None, batch_size: int = 2048) -> None:
+        if not self.sampler.adaptive:
+            return
+        vectors = self.retriever.item_vectors().detach()
+        self.sampler.refresh(vectors)
+        refresh_pools = getattr(self.sampler, "refresh_pools", None)
+        if refresh_pools is not None and train is not None:
+            was_training = self.retriever.training
+            self.retriever.eval()
+            contexts, queries = [], []
+            for batch in iterate_batches(train.tensors, batch_size):
+                contexts.append(batch["context"])
+                queries.append(self.retriever.query(batch))
+            self.retriever.train(was_training)
+            refresh_pools(torch.cat(contexts), torch.cat(queries), vectors)
+
+    def on_epoch_start(self, train: TrainSet) -> None:
+        self.refresh(train)
+
+    def on_step(self, step: int, train: TrainSet) -> None:
+        if isinstance(self.policy, int) and step > 0 and step % self.policy == 0:
+            self.refresh(train)
+
+
+def draw_negatives(
+    sampler: Sampler, query: torch.Tensor, positives: torch.Tensor, num: int, context: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Negatives S ~ Q(.|c) with their log Q, and log Q of the positives, all without gradient."""
+    query = query.detach()
+    with torch.no_grad():
+        negatives, neg_log_q = sampler.sample(query, num, context=context)
+        pos_log_q = sampler.log_prob(query, positives.unsqueeze(1), context=context).squeeze(1)
+    return negatives, neg_log_q, pos_log_q
+
+
+class Scheme(nn.Module):
+    """Base of all schemes: holds the models; subclasses implement `losses` and may extend `evaluate`."""
+
+    cooperative: bool = False
+
+    def __init__(self, retriever: Retriever, ranker: nn.Module | None = None) -> None:
+        super().__init__()
+        self.retriever = retriever
+        self.ranker = ranker
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def on_epoch_start(self, train: TrainSet) -> None:
+        """Hook: refresh samplers, indexes, pools."""
+
+    def on_step(self, step: int, train: TrainSet) -> None:
+        """Hook called after every optimiser step."""
+
+    @torch.no_grad()
+    def evaluate(self, eval_set: EvalSet, cutoffs: tuple[int, ...], batch_size: int, **_: Any) -> dict[str, Any]:
+        """Retriever-only full-ranking metrics."""
+        self.eval()
+        return evaluate_batches(eval_set, full_ranking_metrics(self.retriever.score_all, cutoffs), batch_size)
+
+    @staticmethod
+    def monitored(metrics: dict[str, Any], key: str) -> float:
+        return float(metrics[key])
+
+
+class RetrieverScheme(Scheme):
+    """A retriever alone, trained with any retriever loss on any sampler's negatives."""
+
+    def __init__(
+        self, retriever: Retriever, sampler: Sampler, loss: LossFn, num_negatives: int, refresh: str | int = "epoch"
+    ) -> None:
+        super().__init__(retriever)
+        self.sampler = sampler
+        self.loss = loss
+        self.num_negatives = num_negatives
+        self.refresher = SamplerRefresher(sampler, retriever, refresh)
+
+    def on_epoch_start(self, train: TrainSet) -> None:
+        self.refresher.on_epoch_start(train)
+
+    def on_step(self, step: int, train: TrainSet) -> None:
+        self.refresher.on_step(step, train)
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"retriever": retriever_loss(self.retriever, self.sampler, self.loss, self.num_negatives, batch)}
+
+
+def retriever_loss(
+    retriever: Retriever, sampler: Sampler, loss: LossFn, num_negatives: int, batch: Batch
+) -> torch.Tensor:
+    """Mean retriever loss of a batch: draw negatives from `sampler`, score them, apply `loss` with log Q.
+
+    A loss with `shares_negatives` compares every positive with the whole batch's sampled items (in-batch
+    sharing, as CROLoss does), a loss with `needs_rank_estimate` receives the sampler's rank estimate.
+    """
+    query = retriever.query(batch)
+    positives = batch["item"]
+    context = batch.get("context")
+    negatives, neg_log_q, pos_log_q = draw_negatives(sampler, query, positives, num_negatives, context)
+    vectors = retriever.item_vectors()
+    pos_score = (query * vectors[positives]).sum(-1)
+    extra: dict[str, torch.Tensor] = {}
+    if getattr(loss, "shares_negatives", False):
+        shared = negatives.reshape(1, -1).expand(query.shape[0], -1)
+        neg_score = query @ vectors[shared[0]].T
+        if sampler.adaptive:  # Q depends on the context: each row needs log Q of every shared item under its own
+            with torch.no_grad():
+                neg_log_q = sampler.log_prob(query.detach(), shared, context=context)
+        else:
+            neg_log_q = neg_log_q.reshape(1, -1).expand(query.shape[0], -1)
+    else:
+        neg_score = torch.einsum("bd,bld->bl", query, vectors[negatives])
+    if getattr(loss, "needs_rank_estimate", False):
+        estimate_rank = getattr(sampler, "estimate_rank", None)
+        if estimate_rank is None:
+            raise ValueError("this loss needs a rank estimate of the positive; use the 'adasir' sampler")
+        with torch.no_grad():
+            extra["rank_estimate"] = estimate_rank(query.detach(), positives, context=context)
+    return loss(pos_score, neg_score, pos_log_q, neg_log_q, **extra).mean()

@@ -1,0 +1,132 @@
+"""One training loop for every scheme: Adam, early stopping on a validation metric, best checkpoint, JSON lines."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from tandem.config import Config
+from tandem.data.splits import Split, iterate_batches
+from tandem.training.schemes import Scheme
+from tandem.utils import atomic_torch_save, atomic_write_json
+
+
+@dataclass
+class TrainResult:
+    """What a finished run knows: best validation metrics, test metrics of the best state, timings."""
+
+    valid: dict[str, Any]
+    test: dict[str, Any]
+    epochs_run: int
+    best_epoch: int
+    seconds_per_epoch: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def monitored_value(metrics: dict[str, Any], key: str, cooperative: bool) -> float:
+    """The early-stopping value: the pipeline's metric for cooperative schemes, the retriever's otherwise."""
+    return float(metrics["pipeline"][key] if cooperative else metrics[key])
+
+
+class Trainer:
+    """Runs `scheme` on `split` as configured; writes metrics/checkpoints under `out_dir` when given."""
+
+    def __init__(self, config: Config, scheme: Scheme, split: Split, out_dir: Path | None = None) -> None:
+        self.config = config
+        self.scheme = scheme
+        self.split = split
+        self.out_dir = out_dir
+        self.generator = torch.Generator().manual_seed(config.seed)
+        parameters = [p for p in scheme.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(parameters, lr=config.train.lr, weight_decay=config.train.weight_decay)
+
+    def evaluate(self, which: str) -> dict[str, Any]:
+        eval_set = self.split.valid if which == "valid" else self.split.test
+        return self.scheme.evaluate(
+            eval_set,
+            tuple(self.config.eval.cutoffs),
+            self.config.train.eval_batch_size,
+            retrieval_cutoff=self.config.eval.retrieval_cutoff,
+        )
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.out_dir is not None:
+            with open(self.out_dir / "metrics.jsonl", "a") as stream:
+                stream.write(json.dumps(record) + "\n")
+
+    def fit(self) -> TrainResult:
+        cfg = self.config.train
+        monitor = self.config.eval.monitor
+        train = self.split.train
+        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+        best_value, best_epoch, best_state = -math.inf, 0, copy.deepcopy(self.scheme.state_dict())
+        best_valid: dict[str, Any] = {}
+        epoch_seconds: list[float] = []
+        history: list[dict[str, Any]] = []
+        stale, step, epoch = 0, 0, 0
+        for epoch in range(1, cfg.epochs + 1):
+            started = time.perf_counter()
+            self.scheme.train()
+            self.scheme.on_epoch_start(train)
+            totals: dict[str, float] = {}
+            batches = iterate_batches(train.tensors, cfg.batch_size, shuffle=True, generator=self.generator)
+            bar = tqdm(
+                batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                disable=not cfg.progress, file=sys.stderr, dynamic_ncols=True,
+            )
+            for batch in bar:
+                self.scheme.train()
+                losses = self.scheme.losses(batch)
+                total = sum(losses.values())
+                if not torch.isfinite(total):
+                    raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {step}: {losses}")
+                self.optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                self.optimizer.step()
+                step += 1
+                self.scheme.on_step(step, train)
+                for name, value in losses.items():
+                    totals[name] = totals.get(name, 0.0) + float(value.detach())
+                bar.set_postfix({name: f"{value.item():.3f}" for name, value in losses.items()})
+            epoch_seconds.append(time.perf_counter() - started)
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "seconds": round(epoch_seconds[-1], 3),
+                "loss": {name: value / steps_per_epoch for name, value in totals.items()},
+            }
+            if epoch % self.config.train.eval_every == 0 or epoch == cfg.epochs:
+                valid = self.evaluate("valid")
+                record["valid"] = valid
+                value = monitored_value(valid, monitor, self.scheme.cooperative)
+                if value > best_value:
+                    best_value, best_epoch, best_valid = value, epoch, valid
+                    best_state = copy.deepcopy(self.scheme.state_dict())
+                    stale = 0
+                    if self.out_dir is not None:
+                        atomic_torch_save(self.out_dir / "best.pt", {"state": best_state, "epoch": epoch})
+                else:
+                    stale += 1
+                if cfg.progress:
+                    tqdm.write(f"epoch {epoch}: loss {record['loss']} valid {monitor} {value:.4f}", file=sys.stderr)
+            history.append(record)
+            self._log(record)
+            if stale >= cfg.patience:
+                break
+        self.scheme.load_state_dict(best_state)
+        test = self.evaluate("test")
+        return TrainResult(
+            valid=best_valid,
+            test=test,
+            epochs_run=epoch,
+            best_epoch=best_epoch,
+            seconds_per_epoch=sum(epoch_seconds) / max(1, len(epoch_seconds)),
+            history=history,
+        )
