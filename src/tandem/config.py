@@ -161,6 +161,28 @@ def parse_override(text: str) -> dict[str, Any]:
     return value
 
 
+def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read one YAML config; a top-level `extends: other.yaml` (relative to this file) is read first and this
+    file's keys are merged over it, so an experiment states only what differs from its base."""
+    if not path.is_file():
+        raise TandemError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise TandemError(f"{path}: 'extends' forms a cycle")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise TandemError(f"{path}: not valid YAML: {error}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise TandemError(f"{path}: the top level must be a mapping of config keys")
+    raw = dict(loaded or {})
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise TandemError(f"{path}: 'extends' must be a file name, got {base!r}")
+    return _merge(read_config_file(path.parent / base, (*seen, path.resolve())), raw)
+
+
 def config_from_dict(raw: dict[str, Any]) -> Config:
     config = _build(Config, raw, "")
     validate(config)
@@ -169,18 +191,7 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML file (or start from defaults when `path` is None) and apply `key=value` overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise TandemError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise TandemError(f"{path}: not valid YAML: {error}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise TandemError(f"{path}: the top level must be a mapping of config keys")
-        raw = loaded or {}
+    raw = read_config_file(Path(path)) if path is not None else {}
     for override in overrides:
         raw = _merge(raw, parse_override(override))
     return config_from_dict(raw)

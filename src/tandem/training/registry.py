@@ -8,7 +8,9 @@ from tandem.data.dataset import InteractionData
 from tandem.data.splits import Split
 from tandem.models.retrievers import build_retriever
 from tandem.sampling.base import Sampler
+from tandem.training.cooperative import CoRRScheme, ICCScheme, IndependentScheme, RankFlowScheme
 from tandem.training.schemes import RetrieverScheme, Scheme
+from tandem.utils import call_with_options
 
 
 def options_of(section: dict[str, Any], *reserved: str) -> dict[str, Any]:
@@ -60,7 +62,53 @@ def build_retriever_scheme(config: Config, data: InteractionData, split: Split) 
     )
 
 
-SCHEMES: dict[str, Callable[[Config, InteractionData, Split], Scheme]] = {"retriever": build_retriever_scheme}
+def make_ranker(config: Config, data: InteractionData, scheme_name: str):
+    from tandem.models.rankers import build_ranker
+
+    if config.ranker is None:
+        raise ValueError(f"scheme {scheme_name!r} trains a ranker: the config needs a 'ranker' section")
+    return build_ranker(
+        config.ranker["name"],
+        num_users=data.num_users,
+        num_items=data.num_items,
+        user_features=data.user_features,
+        item_features=data.item_features,
+        **options_of(config.ranker),
+    )
+
+
+def make_distill(name: str):
+    from tandem.losses.distill import build_distill_loss
+
+    return None if name == "none" else build_distill_loss(name)
+
+
+def build_cooperative_scheme(config: Config, data: InteractionData, split: Split) -> Scheme:
+    """independent / corr / rankflow / icc with their scheme options checked against the scheme's constructor."""
+    name = config.scheme["name"]
+    options = options_of(config.scheme)
+    common = {
+        "retriever": make_retriever(config, data, split),
+        "ranker": make_ranker(config, data, name),
+        "sampler": make_sampler(config.sampler, data, split, config.seed),
+        "num_negatives": config.train.num_negatives,
+        "refresh": config.sampler.get("refresh", "epoch"),
+        "seed": config.seed,
+    }
+    if name in ("independent", "rankflow"):
+        common["loss"] = make_loss(config.loss, data)
+    if name == "corr":
+        options["distill"] = make_distill(options.get("distill", "kl"))
+    cls = COOPERATIVE[name]
+    return call_with_options(cls, common, options, what=f"scheme {name!r}")
+
+
+COOPERATIVE = {"independent": IndependentScheme, "corr": CoRRScheme, "rankflow": RankFlowScheme, "icc": ICCScheme}
+
+SCHEMES: dict[str, Callable[[Config, InteractionData, Split], Scheme]] = {
+    "retriever": build_retriever_scheme,
+    **{name: build_cooperative_scheme for name in COOPERATIVE},
+}
 
 
 def build_scheme_from_config(config: Config, data: InteractionData, split: Split) -> Scheme:

@@ -90,10 +90,6 @@ class Scheme(nn.Module):
         self.eval()
         return evaluate_batches(eval_set, full_ranking_metrics(self.retriever.score_all, cutoffs), batch_size)
 
-    @staticmethod
-    def monitored(metrics: dict[str, Any], key: str) -> float:
-        return float(metrics[key])
-
 
 class RetrieverScheme(Scheme):
     """A retriever alone, trained with any retriever loss on any sampler's negatives."""
@@ -118,14 +114,19 @@ class RetrieverScheme(Scheme):
 
 
 def retriever_loss(
-    retriever: Retriever, sampler: Sampler, loss: LossFn, num_negatives: int, batch: Batch
+    retriever: Retriever,
+    sampler: Sampler,
+    loss: LossFn,
+    num_negatives: int,
+    batch: Batch,
+    query: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean retriever loss of a batch: draw negatives from `sampler`, score them, apply `loss` with log Q.
 
     A loss with `shares_negatives` compares every positive with the whole batch's sampled items (in-batch
     sharing, as CROLoss does), a loss with `needs_rank_estimate` receives the sampler's rank estimate.
     """
-    query = retriever.query(batch)
+    query = retriever.query(batch) if query is None else query
     positives = batch["item"]
     context = batch.get("context")
     negatives, neg_log_q, pos_log_q = draw_negatives(sampler, query, positives, num_negatives, context)

@@ -48,13 +48,15 @@ class Trainer:
         parameters = [p for p in scheme.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(parameters, lr=config.train.lr, weight_decay=config.train.weight_decay)
 
-    def evaluate(self, which: str) -> dict[str, Any]:
+    def evaluate(self, which: str, sweep: bool = False) -> dict[str, Any]:
+        """Metrics on the valid or test rows; `sweep` adds the retrieval-cutoff sweep of cooperative schemes."""
         eval_set = self.split.valid if which == "valid" else self.split.test
         return self.scheme.evaluate(
             eval_set,
             tuple(self.config.eval.cutoffs),
             self.config.train.eval_batch_size,
             retrieval_cutoff=self.config.eval.retrieval_cutoff,
+            cutoff_sweep=tuple(self.config.eval.cutoff_sweep) if sweep else (),
         )
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -121,7 +123,7 @@ class Trainer:
             if stale >= cfg.patience:
                 break
         self.scheme.load_state_dict(best_state)
-        test = self.evaluate("test")
+        test = self.evaluate("test", sweep=True)
         return TrainResult(
             valid=best_valid,
             test=test,
