@@ -1,0 +1,102 @@
+"""The command line end to end on a tiny dataset, and clean errors on bad input."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tandem.cli import main
+from tandem.data.synthetic import low_rank_interactions, markov_interactions
+
+
+@pytest.fixture()
+def tiny_csv(tmp_path):
+    frame = markov_interactions(40, 60, per_user=12, seed=3).interactions
+    frame = frame.rename(columns={"user": "uid", "item": "iid", "timestamp": "ts"})
+    path = tmp_path / "tiny.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def tiny_config(tmp_path, csv, extra=""):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        f"""task: sequential
+data:
+  format: table
+  path: {csv}
+  columns: {{user: uid, item: iid, timestamp: ts}}
+  min_user_interactions: 5
+  min_item_interactions: 2
+  max_seq_len: 5
+retriever: {{name: sasrec, embedding_dim: 16, dropout: 0.1}}
+train: {{epochs: 2, batch_size: 64, num_negatives: 5, progress: false}}
+eval: {{cutoffs: [5, 10], monitor: ndcg@10}}
+{extra}"""
+    )
+    return path
+
+
+def test_train_evaluate_and_stats_end_to_end(tmp_path, tiny_csv, capsys):
+    config = tiny_config(tmp_path, tiny_csv)
+    out = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(out), "--set", "train.epochs=2"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) >= {"valid", "test", "epochs_run", "seconds_per_epoch", "dataset"}
+    assert report["epochs_run"] == 2 and 0 <= report["test"]["ndcg@10"] <= 1
+    assert report["dataset"]["users"] == 40
+    assert (out / "best.pt").is_file() and (out / "config.yaml").is_file()
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and "valid" in json.loads(lines[0])
+    assert "ndcg@10" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--json"]) == 0
+    printed = capsys.readouterr().out
+    evaluated = json.loads(printed[printed.index("{"):])
+    assert abs(evaluated["test"]["ndcg@10"] - report["test"]["ndcg@10"]) < 1e-9
+    assert main(["data", "stats", str(config)]) == 0
+    assert "interactions" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("sampler: {name: nosuch}", "nosuch"),
+        ("retriever: {name: nosuch}", "nosuch"),
+        ("retriever: {name: sasrec, hidden: 3}", "hidden"),
+        ("loss: {name: nosuch}", "nosuch"),
+        ("scheme: {name: nosuch}", "nosuch"),
+        ("data: {min_user_interactions: 1000}", "empty after filtering"),
+    ],
+)
+def test_bad_input_gives_one_clear_error_and_no_run_directory(tmp_path, tiny_csv, capsys, extra, message):
+    config = tiny_config(tmp_path, tiny_csv)
+    text = config.read_text()
+    key = extra.split(":")[0]
+    text = "\n".join(line for line in text.splitlines() if not line.startswith(f"{key}:")) + "\n" + extra + "\n"
+    if key == "data":
+        text = text.replace("data: {min_user_interactions: 1000}", "") .replace("min_user_interactions: 5", "min_user_interactions: 1000")
+    config.write_text(text)
+    out = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_missing_data_file_and_malformed_line(tmp_path, tiny_csv, capsys):
+    config = tiny_config(tmp_path, tmp_path / "absent.csv")
+    assert main(["train", str(config), "--out", str(tmp_path / "r1")]) == 2
+    assert "absent.csv" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("uid,iid,ts\n1,2,3\n4,5\n")
+    config = tiny_config(tmp_path, bad)
+    assert main(["train", str(config), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv" in err and "line 3" in err
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_unknown_config_key_from_the_command_line(tmp_path, tiny_csv, capsys):
+    config = tiny_config(tmp_path, tiny_csv)
+    assert main(["train", str(config), "--set", "train.epochz=1", "--out", str(tmp_path / "r")]) == 2
+    assert "epochz" in capsys.readouterr().err
