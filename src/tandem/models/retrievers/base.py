@@ -7,22 +7,48 @@ import torch
 from torch import nn
 
 
+SIMILARITIES = ("dot", "cosine")
+
+
 class Retriever(nn.Module, ABC):
     """M(i, c) = <query(c), item_vectors()[i]>.
 
     `query(batch) -> [B, d]`; `item_vectors() -> [N+1, d]` with row 0 the padding item. Everything that scores
-    items (training, samplers, evaluation, FAISS serving) goes through these two methods.
+    items (training, samplers, evaluation, FAISS serving) goes through these two methods. Subclasses implement
+    `encode(batch)` and `item_table()`; with `similarity="cosine"` both sides are L2-normalised and the query is
+    scaled by `tau`, so the inner product is S = tau * cos(u, v) (seed 002 sec. 4.1) and stays an inner product.
     """
 
     num_items: int
+    similarity: str = "dot"
+    tau: float = 1.0
+
+    def set_similarity(self, similarity: str, tau: float) -> None:
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        if tau <= 0:
+            raise ValueError(f"tau must be > 0, got {tau}")
+        self.similarity, self.tau = similarity, float(tau)
 
     @abstractmethod
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Raw context embedding [B, d]."""
+
+    @abstractmethod
+    def item_table(self) -> torch.Tensor:
+        """Raw item embeddings [N+1, d], row 0 padding."""
+
     def query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Context embedding [B, d]."""
+        """Context embedding [B, d] as used for scoring."""
+        query = self.encode(batch)
+        if self.similarity == "cosine":
+            query = self.tau * nn.functional.normalize(query, dim=-1)
+        return query
 
-    @abstractmethod
     def item_vectors(self) -> torch.Tensor:
-        """All item embeddings [N+1, d], row 0 padding."""
+        """All item embeddings [N+1, d] as used for scoring, row 0 padding."""
+        table = self.item_table()
+        return nn.functional.normalize(table, dim=-1) if self.similarity == "cosine" else table
 
     def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor) -> torch.Tensor:
         """Scores of `items` [B, L] (or [B]) for the batch's contexts."""

@@ -10,8 +10,17 @@ from tandem.models.retrievers.base import Retriever
 class MF(Retriever):
     """M(i, u) = <p_u, q_i>. Needs `batch["user"]` [B] (ids 0..U-1)."""
 
-    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, init_std: float = 0.1) -> None:
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int = 64,
+        init_std: float = 0.1,
+        similarity: str = "dot",
+        tau: float = 10.0,
+    ) -> None:
         super().__init__()
+        self.set_similarity(similarity, tau)
         self.num_users = num_users
         self.num_items = num_items
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
@@ -21,8 +30,8 @@ class MF(Retriever):
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 
-    def query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.user_embedding(batch["user"])
 
-    def item_vectors(self) -> torch.Tensor:
+    def item_table(self) -> torch.Tensor:
         return self.item_embedding.weight

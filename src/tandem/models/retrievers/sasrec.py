@@ -23,8 +23,11 @@ class SASRec(Retriever):
         feedforward_dim: int = 128,
         dropout: float = 0.3,
         max_seq_len: int = 20,
+        similarity: str = "dot",
+        tau: float = 10.0,
     ) -> None:
         super().__init__()
+        self.set_similarity(similarity, tau)
         if embedding_dim % num_heads:
             raise ValueError(f"embedding_dim ({embedding_dim}) must be divisible by num_heads ({num_heads})")
         self.num_items = num_items
@@ -45,7 +48,7 @@ class SASRec(Retriever):
         causal = torch.triu(torch.ones(max_seq_len, max_seq_len, dtype=torch.bool), diagonal=1)
         self.register_buffer("causal_mask", causal, persistent=False)
 
-    def query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         history = batch["history"][:, -self.max_seq_len :]
         length = history.shape[1]
         positions = torch.arange(length, device=history.device) + (self.max_seq_len - length)
@@ -57,5 +60,5 @@ class SASRec(Retriever):
         hidden = self.encoder(hidden, mask=mask, src_key_padding_mask=padding)
         return self.output_norm(hidden[:, -1])
 
-    def item_vectors(self) -> torch.Tensor:
+    def item_table(self) -> torch.Tensor:
         return self.item_embedding.weight
