@@ -1,0 +1,52 @@
+"""The conventional retrieval losses CROLoss generalises (seed 002, eqs. 1, 2 and 4), per row [B].
+
+The pairwise losses average over the L negatives of a row rather than summing (eqs. 2 and 4 sum): the value then
+does not grow with the number of negatives, so changing n does not change the effective learning rate. With
+`tandem.losses.croloss` at alpha = 0 they differ from CROLoss only by a constant (eqs. 18-19).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tandem.losses.sampled_softmax import sampled_softmax
+
+__all__ = ["bpr", "triplet", "softmax_ce"]
+
+
+def _gaps(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    if pos.dim() != 1 or neg.dim() != 2 or pos.shape[0] != neg.shape[0]:
+        raise ValueError(f"expected pos [B] and neg [B, L], got {tuple(pos.shape)} and {tuple(neg.shape)}")
+    return neg - pos.unsqueeze(1)
+
+
+def bpr(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """BPR loss per row [B]: mean_i -log sigmoid(S_pos - S_i) = mean_i softplus(S_i - S_pos) (eq. 4 / L).
+
+    Written through softplus, which is exact and stable for large gaps of either sign.
+    """
+    return F.softplus(_gaps(pos, neg)).mean(dim=1)
+
+
+def triplet(pos: torch.Tensor, neg: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """Triplet loss per row [B] with the user as anchor: mean_i (S_i - S_pos + margin)_+ (eq. 2 / L).
+
+    The margin enlarges the gap required between the positive and each negative before the pair stops contributing.
+    """
+    return F.relu(_gaps(pos, neg) + margin).mean(dim=1)
+
+
+def softmax_ce(
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    pos_log_q: torch.Tensor | None = None,
+    neg_log_q: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Sampled softmax cross-entropy per row [B] (eq. 1), log-Q corrected when the log-probabilities are given.
+
+    Without log Q it is -log(e^{S_pos} / (e^{S_pos} + sum_i e^{S_i})) over the sampled negatives, biased toward
+    popular items under a non-uniform proposal; with log Q every logit is corrected by the log-probability of the
+    distribution it was drawn from (see `tandem.losses.sampled_softmax`).
+    """
+    _gaps(pos, neg)
+    return sampled_softmax(pos, neg, pos_log_q, neg_log_q)
