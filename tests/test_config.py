@@ -50,3 +50,11 @@ def test_missing_file_and_bad_override(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(TandemError, match="key=value"):
         parse_override("train.epochs")
+
+
+def test_a_renamed_component_section_drops_the_base_options(tmp_path):
+    write(tmp_path, "base.yaml", "loss: {name: croloss, alpha: 0.8}\nsampler: {name: midx, num_clusters: 8}\n")
+    child = write(tmp_path, "child.yaml", "extends: base.yaml\nloss: {name: bpr}\nsampler: {num_clusters: 16}\n")
+    config = load_config(child)
+    assert config.loss == {"name": "bpr"}
+    assert config.sampler == {"name": "midx", "num_clusters": 16}

@@ -135,11 +135,23 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+COMPONENT_SECTIONS = ("retriever", "ranker", "sampler", "loss", "scheme")
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any], top: bool = True) -> dict[str, Any]:
+    """Deep merge of `update` over `base`. A component section (retriever, ranker, sampler, loss, scheme) that
+    names a different component replaces the base's section: the base's options belong to another component."""
     merged = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        old = merged.get(key)
+        renamed = (
+            top and key in COMPONENT_SECTIONS and isinstance(value, dict) and isinstance(old, dict)
+            and "name" in value and value["name"] != old.get("name")
+        )
+        if renamed:
+            merged[key] = dict(value)
+        elif isinstance(value, dict) and isinstance(old, dict):
+            merged[key] = _merge(old, value, top=False)
         else:
             merged[key] = value
     return merged
