@@ -235,6 +235,16 @@ def validate(config: Config) -> None:
         raise TandemError(f"config key 'eval.cutoffs': expected positive integers, got {config.eval.cutoffs}")
     if config.eval.monitor.split("@")[0] not in ("recall", "ndcg", "mrr", "hit") or "@" not in config.eval.monitor:
         raise TandemError(f"config key 'eval.monitor': expected e.g. 'ndcg@10', got {config.eval.monitor!r}")
-    monitor_k = int(config.eval.monitor.split("@")[1])
+    if config.train.device != "cpu" and not config.train.device.startswith("cuda"):
+        raise TandemError(f"config key 'train.device': expected 'cpu' or 'cuda[:n]', got {config.train.device!r}")
+    if config.train.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TandemError(f"config key 'train.device' is {config.train.device!r} but no CUDA device is available")
+    try:
+        monitor_k = int(config.eval.monitor.split("@")[1])
+    except ValueError:
+        raise TandemError(f"config key 'eval.monitor': expected e.g. 'ndcg@10', got {config.eval.monitor!r}") from None
     if monitor_k not in config.eval.cutoffs:
         raise TandemError(f"config key 'eval.monitor': cutoff {monitor_k} is not in eval.cutoffs {config.eval.cutoffs}")

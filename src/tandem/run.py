@@ -62,12 +62,15 @@ def train_run(config: Config, out_dir: str | Path | None) -> dict[str, Any]:
     """Train as configured. Everything that can fail on bad input happens before `out_dir` is created."""
     from tandem.training.trainer import Trainer
 
+    from tandem.training.distributed import init_from_environment
+
+    topology = init_from_environment(config.train.device)
     seed_everything(config.seed)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     prepared = prepare(config)
     scheme = build_scheme(config, prepared)
-    out = Path(out_dir) if out_dir is not None else None
+    out = Path(out_dir) if out_dir is not None and topology.is_main else None
     created = False
     if out is not None:
         if out.exists() and any(out.iterdir()):

@@ -51,24 +51,23 @@ class CooperativeScheme(Scheme):
         return self.ranker.score(batch, items)
 
     @torch.no_grad()
-    def evaluate(self, eval_set: EvalSet, cutoffs: tuple[int, ...], batch_size: int,
+    def evaluate(self, eval_set: EvalSet, cutoffs: tuple[int, ...], batch_size: int, device: Any = "cpu",
                  retrieval_cutoff: int = 100, cutoff_sweep: tuple[int, ...] = (), **_: Any) -> dict[str, Any]:
         """{"retriever": full ranking, "pipeline": retrieve top-K then re-rank, "cutoff_sweep": {K: pipeline}}."""
         self.eval()
+
+        def pipeline(k: int) -> dict[str, float]:
+            metrics = two_stage_metrics(self.retriever.score_all, self.rerank_scores, k, cutoffs)
+            return evaluate_batches(eval_set, metrics, batch_size, device)
+
         result: dict[str, Any] = {
-            "retriever": evaluate_batches(eval_set, full_ranking_metrics(self.retriever.score_all, cutoffs), batch_size),
-            "pipeline": evaluate_batches(
-                eval_set, two_stage_metrics(self.retriever.score_all, self.rerank_scores, retrieval_cutoff, cutoffs),
-                batch_size,
+            "retriever": evaluate_batches(
+                eval_set, full_ranking_metrics(self.retriever.score_all, cutoffs), batch_size, device
             ),
+            "pipeline": pipeline(retrieval_cutoff),
         }
         if cutoff_sweep:
-            result["cutoff_sweep"] = {
-                str(k): evaluate_batches(
-                    eval_set, two_stage_metrics(self.retriever.score_all, self.rerank_scores, k, cutoffs), batch_size
-                )
-                for k in cutoff_sweep
-            }
+            result["cutoff_sweep"] = {str(k): pipeline(k) for k in cutoff_sweep}
         return result
 
 

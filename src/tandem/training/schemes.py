@@ -78,6 +78,10 @@ class Scheme(nn.Module):
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The losses of a batch; `forward` so DistributedDataParallel can wrap a scheme."""
+        return self.losses(batch)
+
     def on_epoch_start(self, train: TrainSet) -> None:
         """Hook: refresh samplers, indexes, pools."""
 
@@ -85,10 +89,12 @@ class Scheme(nn.Module):
         """Hook called after every optimiser step."""
 
     @torch.no_grad()
-    def evaluate(self, eval_set: EvalSet, cutoffs: tuple[int, ...], batch_size: int, **_: Any) -> dict[str, Any]:
+    def evaluate(
+        self, eval_set: EvalSet, cutoffs: tuple[int, ...], batch_size: int, device: Any = "cpu", **_: Any
+    ) -> dict[str, Any]:
         """Retriever-only full-ranking metrics."""
         self.eval()
-        return evaluate_batches(eval_set, full_ranking_metrics(self.retriever.score_all, cutoffs), batch_size)
+        return evaluate_batches(eval_set, full_ranking_metrics(self.retriever.score_all, cutoffs), batch_size, device)
 
 
 class RetrieverScheme(Scheme):

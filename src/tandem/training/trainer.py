@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from tandem.config import Config
 from tandem.data.splits import Split, iterate_batches
+from tandem.training.distributed import current_topology, shard
 from tandem.training.schemes import Scheme
 from tandem.utils import atomic_torch_save, atomic_write_json
 
@@ -43,8 +44,16 @@ class Trainer:
         self.config = config
         self.scheme = scheme
         self.split = split
-        self.out_dir = out_dir
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.device = torch.device(config.train.device)
+        scheme.to(self.device)
+        self.topology = current_topology()
+        self.out_dir = out_dir if self.topology.is_main else None
+        self.generator = torch.Generator().manual_seed(config.seed)  # the same order on every process
+        self.model: torch.nn.Module = scheme
+        if self.topology.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(scheme, find_unused_parameters=True)
         parameters = [p for p in scheme.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(parameters, lr=config.train.lr, weight_decay=config.train.weight_decay)
 
@@ -56,6 +65,7 @@ class Trainer:
             tuple(self.config.eval.cutoffs),
             self.config.train.eval_batch_size,
             retrieval_cutoff=self.config.eval.retrieval_cutoff,
+            device=self.device,
             cutoff_sweep=tuple(self.config.eval.cutoff_sweep) if sweep else (),
         )
 
@@ -69,6 +79,8 @@ class Trainer:
         monitor = self.config.eval.monitor
         train = self.split.train
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+        if self.topology.distributed:
+            steps_per_epoch //= self.topology.world_size
         best_value, best_epoch, best_state = -math.inf, 0, copy.deepcopy(self.scheme.state_dict())
         best_valid: dict[str, Any] = {}
         epoch_seconds: list[float] = []
@@ -79,14 +91,17 @@ class Trainer:
             self.scheme.train()
             self.scheme.on_epoch_start(train)
             totals: dict[str, float] = {}
-            batches = iterate_batches(train.tensors, cfg.batch_size, shuffle=True, generator=self.generator)
+            batches = shard(
+                iterate_batches(train.tensors, cfg.batch_size, shuffle=True, generator=self.generator), self.topology
+            )
             bar = tqdm(
                 batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                disable=not cfg.progress, file=sys.stderr, dynamic_ncols=True,
+                disable=not cfg.progress or not self.topology.is_main, file=sys.stderr, dynamic_ncols=True,
             )
             for batch in bar:
+                batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
                 self.scheme.train()
-                losses = self.scheme.losses(batch)
+                losses = self.model(batch)
                 total = sum(losses.values())
                 if not torch.isfinite(total):
                     raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {step}: {losses}")
@@ -116,7 +131,7 @@ class Trainer:
                         atomic_torch_save(self.out_dir / "best.pt", {"state": best_state, "epoch": epoch})
                 else:
                     stale += 1
-                if cfg.progress:
+                if cfg.progress and self.topology.is_main:
                     tqdm.write(f"epoch {epoch}: loss {record['loss']} valid {monitor} {value:.4f}", file=sys.stderr)
             history.append(record)
             self._log(record)
