@@ -58,26 +58,22 @@ def test_train_evaluate_and_stats_end_to_end(tmp_path, tiny_csv, capsys):
 
 
 @pytest.mark.parametrize(
-    "extra, message",
+    "override, message",
     [
-        ("sampler: {name: nosuch}", "nosuch"),
-        ("retriever: {name: nosuch}", "nosuch"),
-        ("retriever: {name: sasrec, hidden: 3}", "hidden"),
-        ("loss: {name: nosuch}", "nosuch"),
-        ("scheme: {name: nosuch}", "nosuch"),
-        ("data: {min_user_interactions: 1000}", "empty after filtering"),
+        ("sampler={name: nosuch}", "nosuch"),
+        ("retriever={name: nosuch}", "nosuch"),
+        ("retriever.hidden=3", "hidden"),
+        ("loss={name: nosuch}", "nosuch"),
+        ("scheme={name: nosuch}", "nosuch"),
+        ("ranker={name: nosuch}", "nosuch"),
+        ("data.min_user_interactions=1000", "empty after filtering"),
+        ("train.epochs=-1", "train.epochs"),
     ],
 )
-def test_bad_input_gives_one_clear_error_and_no_run_directory(tmp_path, tiny_csv, capsys, extra, message):
-    config = tiny_config(tmp_path, tiny_csv)
-    text = config.read_text()
-    key = extra.split(":")[0]
-    text = "\n".join(line for line in text.splitlines() if not line.startswith(f"{key}:")) + "\n" + extra + "\n"
-    if key == "data":
-        text = text.replace("data: {min_user_interactions: 1000}", "") .replace("min_user_interactions: 5", "min_user_interactions: 1000")
-    config.write_text(text)
+def test_bad_input_gives_one_clear_error_and_no_run_directory(tmp_path, tiny_csv, capsys, override, message):
+    config = tiny_config(tmp_path, tiny_csv, "scheme: {name: independent}" if override.startswith("ranker") else "")
     out = tmp_path / "run"
-    assert main(["train", str(config), "--out", str(out)]) == 2
+    assert main(["train", str(config), "--out", str(out), "--set", override]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
     assert not out.exists()

@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     samplers.add_argument("rest", nargs=argparse.REMAINDER)
     samplers.set_defaults(handler=cmd_bench_samplers)
+
+    from tandem.serving.cli import add_serving_commands
+
+    add_serving_commands(commands)
     return parser
 
 

@@ -1,0 +1,114 @@
+"""`tandem recommend` and `tandem serve`: the serving commands, added to the main parser by `add_serving_commands`."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from tandem.errors import TandemError
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {value}")
+    return value
+
+
+def _load(args: argparse.Namespace):
+    from tandem.serving.pipeline import Recommender
+
+    if not args.approximate and (args.nlist is not None or args.nprobe is not None):
+        raise TandemError("--nlist and --nprobe apply to the approximate index: add --approximate")
+
+    return Recommender.from_run(args.run_dir, retrieval_cutoff=args.retrieval_cutoff, exact=not args.approximate,
+                                nlist=args.nlist, nprobe=args.nprobe)
+
+
+def format_table(contexts: list[str], recommendations: list[list[dict[str, Any]]]) -> str:
+    """One block per context: rank, item, score, retriever score."""
+    lines = []
+    for context, rows in zip(contexts, recommendations):
+        lines.append(context)
+        width = max([4] + [len(row["item"]) for row in rows])
+        lines.append(f"  {'rank':>4}  {'item'.ljust(width)}  {'score':>10}  {'retriever':>10}")
+        for rank, row in enumerate(rows, 1):
+            lines.append(f"  {rank:>4}  {row['item'].ljust(width)}  {row['score']:>10.4f}  {row['retriever_score']:>10.4f}")
+        if not rows:
+            lines.append("  (no items left to recommend)")
+    return "\n".join(lines)
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    if not args.user and not args.history:
+        raise TandemError("recommend needs --user TOKEN ... or --history TOKEN ...")
+    recommender = _load(args)
+    if args.user:
+        users = list(args.user)
+        histories = [list(args.history)] * len(users) if args.history else None
+    else:
+        users, histories = None, [list(args.history)]
+    recommendations = recommender.recommend(users=users, histories=histories, k=args.k,
+                                            exclude_known=not args.include_known)
+    if args.json:
+        contexts = users if users is not None else [None]
+        key = "user" if users is not None else "history"
+        payload = [{key: (user if users is not None else histories[0]), "recommendations": recs}
+                   for user, recs in zip(contexts, recommendations)]
+        print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2))
+    else:
+        contexts = ([f"user {user}" for user in users] if users is not None
+                    else [f"history {' '.join(args.history)}"])
+        print(format_table(contexts, recommendations))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tandem.serving.http import serve
+
+    serve(_load(args), args.host, args.port, quiet=args.quiet)
+    return 0
+
+
+def _index_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--retrieval-cutoff", type=_positive, metavar="K",
+                        help="candidates retrieved before re-ranking (default: the run's eval.retrieval_cutoff)")
+    parser.add_argument("--approximate", action="store_true", help="IVF index instead of exact inner-product search")
+    parser.add_argument("--nlist", type=_positive, help="IVF cells (default ~4 sqrt(items)); with --approximate")
+    parser.add_argument("--nprobe", type=_positive, help="IVF cells searched per query (default nlist/8)")
+
+
+def add_serving_commands(subparsers: Any) -> None:
+    """Add `recommend` and `serve` to the `tandem` command's subparsers."""
+    recommend = subparsers.add_parser("recommend", help="top-k recommendations from a saved run")
+    recommend.add_argument("run_dir")
+    recommend.add_argument("--user", nargs="+", metavar="TOKEN", help="raw user token(s)")
+    recommend.add_argument("--history", nargs="+", metavar="TOKEN",
+                           help="raw item tokens, oldest first (sequential task); with --user it replaces the "
+                                "user's own sequence")
+    recommend.add_argument("--k", type=_positive, default=10, help="how many items (default 10)")
+    recommend.add_argument("--include-known", action="store_true", help="do not exclude already-seen items")
+    recommend.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _index_options(recommend)
+    recommend.set_defaults(handler=cmd_recommend)
+
+    serve = subparsers.add_parser("serve", help="JSON HTTP service: GET /health, POST /recommend")
+    serve.add_argument("run_dir")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument("--quiet", action="store_true", help="no request log on stderr")
+    _index_options(serve)
+    serve.set_defaults(handler=cmd_serve)
