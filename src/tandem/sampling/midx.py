@@ -1,0 +1,266 @@
+"""MIDX: softmax sampling through a two-subspace inverted multi-index (seed 000 sec. 3.2.2), cost independent of N.
+
+Index (built by `refresh`): every item vector is split into halves v = v1 (+) v2; each half is clustered by FAISS
+k-means into K centroids w1_k, w2_k, so v ~ w1_k1(i) (+) w2_k2(i). Items are bucketed into the K x K cells
+(k1, k2); omega[k1, k2] is the cell's size (for 'midx-pop', its popularity mass) and a CSR layout (items sorted by
+cell, offsets per cell) lets a draw land on an item of a cell in O(1).
+
+Sampling (per query z = z1 (+) z2, s1_k = <z1, w1_k>/T, s2_k = <z2, w2_k>/T):
+    P(k1)     = psi_k1 exp(s1_k1) / sum_k psi_k exp(s1_k),   psi_k1 = sum_k2 omega[k1, k2] exp(s2_k2)
+    P(k2|k1)  = omega[k1, k2] exp(s2_k2) / psi_k1           (seed 000 prints z1 here; z2 is the correct half)
+    item | cell: uniform ('midx') or proportional to popularity ('midx-pop').
+P(k1) P(k2|k1) = omega[k1, k2] exp(s1_k1 + s2_k2) / Z is the joint cell distribution; the two steps are done
+as written: k1 from the K logits s1 + log psi (psi is one [B, K] x [K, K] product), then k2 from the K logits
+log omega[k1, :] + s2 (log space; empty cells are -inf and are never drawn).
+The resulting proposal is Q^(i|c) = exp(<z, w1_k1(i) (+) w2_k2(i)>/T) / sum_j exp(<z, w_(j)>/T) (times pop_i / mass
+of the cell for 'midx-pop': then Q^ ~ pop_i exp(<z, w_(i)>/T)); `log_prob` returns it exactly for any item.
+Per batch of B queries: O(B (K d + K^2 + num)) -- nothing touches all N items.
+
+Refresh frequency is the caller's business: the index reflects the item vectors of the last `refresh`; the training
+loop rebuilds it every epoch or every few steps (`sampler.refresh` in the config). Between refreshes log_prob still
+returns the exact probability of what is drawn, only the approximation to the current softmax degrades. Refreshes
+warm-start k-means from the previous centroids when the shapes match.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tandem.sampling._common import VectorSampler, popularity_weights
+
+
+def _training_set(x: np.ndarray, k: int, max_points_per_centroid: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a random subsample (at most k * max_points_per_centroid rows) and their multiplicities.
+
+    Training k-means on distinct rows weighted by multiplicity has the same objective, and its random
+    initialisation then never starts two centroids on copies of one point (which can leave a cluster merged when
+    the vectors have few distinct values, e.g. fresh or quantised embeddings).
+    """
+    cap = k * max_points_per_centroid
+    if x.shape[0] > cap:
+        x = x[np.sort(np.random.default_rng(seed).choice(x.shape[0], cap, replace=False))]
+    rows, counts = np.unique(x, axis=0, return_counts=True)
+    return np.ascontiguousarray(rows, dtype=np.float32), counts.astype(np.float32)
+
+
+def _kmeans(
+    x: np.ndarray, train: tuple[np.ndarray, np.ndarray], k: int, init: np.ndarray | None, niter: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """FAISS k-means on the weighted training rows, then assignment of all rows x [n, dh].
+
+    Returns (centroids [k, dh], codes [n], mean squared residual).
+    """
+    import faiss  # imported here: keeps `import tandem.sampling` light
+
+    rows, weights = train
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, max_points_per_centroid=1 << 30,
+                      min_points_per_centroid=1, verbose=False)
+    km.train(rows, weights=weights, init_centroids=init if init is not None and init.shape == (k, x.shape[1]) else None)
+    dist, codes = km.index.search(x, 1)
+    return km.centroids.copy(), codes[:, 0].astype(np.int64), float(dist.mean())
+
+
+def _draw(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF categorical draws: for each row of `logits` [R, K] (-inf allowed, not all), one index per
+    uniform in `u` [R, m]. Zero-probability entries are never returned: the search is strict and the target
+    stays below the row total, so it lands at or before the last positive entry. Cheaper than torch.multinomial
+    for many short rows.
+    """
+    weights = torch.exp((logits - logits.max(dim=1, keepdim=True).values).double())
+    cdf = torch.cumsum(weights, dim=1)
+    total = cdf[:, -1:]
+    target = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, target, right=True)
+
+
+class MIDXSampler(VectorSampler):
+    """Inverted multi-index softmax sampler ('midx'; with `item_counts`, 'midx-pop').
+
+    Args:
+        num_items: N; items are 1..N.
+        num_clusters: K per subspace (K^2 cells); clipped to N and to the number of distinct half-vectors.
+            Larger K = smaller residual = closer to the softmax; per-batch cost grows as K^2.
+        temperature: T in softmax(M / T).
+        item_counts: [N+1] interaction counts; when given, items are drawn by popularity inside a cell and omega is
+            the cell's popularity mass ((count + smoothing) ** beta, as `PopularitySampler`).
+        niter, max_points_per_centroid: k-means iterations and training subsample cap (K * cap points per half).
+        seed: seeds k-means and the draws.
+
+    Example::
+
+        sampler = MIDXSampler(num_items=N, num_clusters=64, seed=0)
+        sampler.refresh(retriever.item_vectors())       # [N+1, d], row 0 padding
+        items, log_q = sampler.sample(query, 20)        # [B, 20] in 1..N, exact log Q^(item|query)
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        num_clusters: int = 64,
+        temperature: float = 1.0,
+        item_counts: np.ndarray | torch.Tensor | None = None,
+        beta: float = 1.0,
+        smoothing: float = 1.0,
+        niter: int = 20,
+        max_points_per_centroid: int = 256,
+        seed: int | None = None,
+        exclude_padding: bool = True,
+    ) -> None:
+        super().__init__(num_items, temperature, seed, exclude_padding)
+        if not isinstance(num_clusters, int) or num_clusters < 1:
+            raise ValueError(f"num_clusters must be a positive integer, got {num_clusters!r}")
+        if not isinstance(niter, int) or niter < 1:
+            raise ValueError(f"niter must be a positive integer, got {niter!r}")
+        if not isinstance(max_points_per_centroid, int) or max_points_per_centroid < 1:
+            raise ValueError(f"max_points_per_centroid must be a positive integer, got {max_points_per_centroid!r}")
+        self.num_clusters = num_clusters
+        self.niter = niter
+        self.max_points_per_centroid = max_points_per_centroid
+        self.kmeans_seed = 0 if seed is None else int(seed)
+        self.popularity = None if item_counts is None else popularity_weights(item_counts, num_items, beta, smoothing)
+        self.k = min(num_clusters, num_items)
+        self.split = 0
+        self.centroids: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.residual = float("nan")  # mean squared quantisation error of the last build (both halves)
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ----------------------------------------------------------------------------------------------------- build
+    def refresh(self, item_vectors: torch.Tensor) -> None:
+        """Re-cluster both halves (warm start from the previous centroids) and rebuild omega and the CSR index."""
+        rows = self._item_rows(item_vectors)
+        if rows.shape[1] < 2:
+            raise ValueError(f"MIDX needs item vectors of dimension >= 2, got {rows.shape[1]}")
+        if not torch.isfinite(rows).all():
+            raise ValueError("item_vectors contain NaN or infinite values")
+        device = rows.device
+        x = rows.float().cpu().numpy()
+        half = x.shape[1] // 2
+        seed = self.kmeans_seed
+        wanted = min(self.num_clusters, self.num_items)
+        x1, x2 = np.ascontiguousarray(x[:, :half]), np.ascontiguousarray(x[:, half:])
+        train1 = _training_set(x1, wanted, self.max_points_per_centroid, seed)
+        train2 = _training_set(x2, wanted, self.max_points_per_centroid, seed + 1)
+        k = self.k = min(wanted, train1[0].shape[0], train2[0].shape[0])
+        prev = [c.cpu().numpy() for c in self.centroids] if self.centroids is not None else [None, None]
+        c1, codes1, r1 = _kmeans(x1, train1, k, prev[0], self.niter, seed)
+        c2, codes2, r2 = _kmeans(x2, train2, k, prev[1], self.niter, seed + 1)
+        self.split = half
+        self.residual = r1 + r2
+        self.centroids = (torch.from_numpy(c1).to(device), torch.from_numpy(c2).to(device))
+        cell = torch.from_numpy(codes1 * k + codes2)  # [N] cell of item j + 1
+        order = torch.argsort(cell, stable=True)
+        counts = torch.bincount(cell, minlength=k * k)
+        self.cell_items = (order + 1).to(device)  # CSR values: item ids sorted by cell
+        self.cell_offsets = (torch.cumsum(counts, 0) - counts).to(device)
+        self.cell_counts = counts.to(device)
+        self.item_cell = torch.cat([torch.zeros(1, dtype=torch.long), cell]).to(device)  # [N+1]
+        if self.popularity is None:
+            mass = counts.double()
+            log_within = -torch.log(mass[cell])
+        else:
+            weights = self.popularity[1:]
+            mass = torch.zeros(k * k, dtype=torch.float64).index_add_(0, cell, weights)
+            log_within = torch.log(weights) - torch.log(mass[cell])
+            sorted_w = weights[order]
+            cum = torch.cumsum(sorted_w, 0)
+            self.cum_weights = cum.to(device)  # inclusive cumulative popularity in CSR order
+            self.cell_start_weight = (torch.cumsum(mass, 0) - mass).to(device)
+            self.cell_mass = mass.to(device)
+        self.omega = mass.view(k, k).to(device)  # float64 [K, K]: cell sizes (or popularity masses)
+        self.row_nonempty = (self.omega > 0).any(1)  # [K]
+        self.log_omega = torch.log(mass).float().to(device)  # [K*K], -inf for empty cells
+        self.log_omega2d = self.log_omega.view(k, k)
+        self.log_within = torch.cat([torch.tensor([float("-inf")], dtype=torch.float64), log_within]).float()
+        self.log_within = self.log_within.to(device)  # [N+1]: log P(item | its cell)
+        self.vectors = rows  # kept only for diagnostics (exact comparisons); never used per batch
+        self._cache = None
+
+    def _require_index(self) -> None:
+        if self.centroids is None:
+            raise RuntimeError("MIDXSampler needs an index: call refresh(item_vectors) first")
+
+    # -------------------------------------------------------------------------------------------------- sampling
+    def _query_stats(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(s1 [B, K], s2 [B, K], log psi [B, K], log Z [B]) for the query rows, cached for the last query.
+
+        psi[b, k1] = sum_k2 omega[k1, k2] exp(s2[b, k2]) is one [B, K] x [K, K] product in float64 after shifting
+        s2 by its row max; the rare (b, k1) where that underflows for a non-empty row (logit ranges > ~700) are
+        recomputed exactly with logsumexp. log Z = logsumexp_k1(s1 + log psi) normalises every cell probability.
+        """
+        self._require_index()
+        w1, w2 = self.centroids
+        if query.dim() != 2 or query.shape[1] != w1.shape[1] + w2.shape[1]:
+            raise ValueError(f"query must be [B, {w1.shape[1] + w2.shape[1]}], got shape {tuple(query.shape)}")
+        query = query.detach().to(device=w1.device, dtype=w1.dtype)
+        if self._cache is not None and self._cache[0].shape == query.shape and torch.equal(self._cache[0], query):
+            return self._cache[1]
+        s1 = query[:, : self.split] @ w1.T / self.temperature
+        s2 = query[:, self.split:] @ w2.T / self.temperature
+        top2 = s2.max(dim=1, keepdim=True).values
+        psi = torch.exp((s2 - top2).double()) @ self.omega.T
+        log_psi = torch.log(psi) + top2.double()
+        bad = (psi == 0) & self.row_nonempty
+        if bool(bad.any()):
+            rows, k1 = bad.nonzero(as_tuple=True)
+            log_psi[rows, k1] = torch.logsumexp(self.log_omega2d[k1].double() + s2[rows].double(), dim=1)
+        log_z = torch.logsumexp(s1.double() + log_psi, dim=1)
+        stats = (s1, s2, log_psi.to(s1.dtype), log_z.to(s1.dtype))
+        self._cache = (query.clone(), stats)
+        return stats
+
+    def _log_q_of(self, stats: tuple[torch.Tensor, ...], items: torch.Tensor) -> torch.Tensor:
+        """log Q^(items) [B, L] = s1[k1] + s2[k2] + log omega[cell] - log Z + log P(item | cell)."""
+        s1, s2, _, log_z = stats
+        cells = self.item_cell[items]
+        k = self.k
+        return (s1.gather(1, cells // k) + s2.gather(1, cells % k) + self.log_omega[cells]
+                - log_z.unsqueeze(1) + self.log_within[items])
+
+    def cell_log_probs(self, query: torch.Tensor) -> torch.Tensor:
+        """log P(cell | query) [B, K*K] (cell = k1 * K + k2), normalised; empty cells are -inf. O(B K^2) memory."""
+        s1, s2, _, log_z = self._query_stats(query)
+        joint = (s1.unsqueeze(2) + s2.unsqueeze(1)).reshape(s1.shape[0], -1) + self.log_omega
+        return joint - log_z.unsqueeze(1)
+
+    def sample(
+        self, query: torch.Tensor, num: int, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """k1 ~ P(k1), k2 ~ P(k2 | k1), item ~ P(item | cell); returns the items and their exact log Q^."""
+        if not isinstance(num, int) or num < 1:
+            raise ValueError(f"num must be a positive integer, got {num!r}")
+        stats = self._query_stats(query)
+        s1, s2, log_psi, _ = stats
+        batch, k = s1.shape
+        device = s1.device
+        gen = self.generators(device)
+        k1 = _draw(s1 + log_psi, torch.rand(batch, num, generator=gen, device=device, dtype=torch.float64))
+        cond = s2.unsqueeze(1) + self.log_omega2d[k1]  # [B, n, K]: log P(k2 | k1) + const
+        k2 = _draw(cond.view(-1, k), torch.rand(batch * num, 1, generator=gen, device=device, dtype=torch.float64))
+        k2 = k2.view(batch, num)
+        cells = k1 * k + k2
+        u = torch.rand(cells.shape, generator=gen, device=device, dtype=torch.float64)
+        offsets = self.cell_offsets[cells]
+        counts = self.cell_counts[cells]
+        if self.popularity is None:
+            pos = offsets + torch.minimum((u * counts).long(), counts - 1)
+        else:
+            target = self.cell_start_weight[cells] + u * self.cell_mass[cells]
+            pos = torch.searchsorted(self.cum_weights, target, right=True)
+            pos = torch.minimum(torch.maximum(pos, offsets), offsets + counts - 1)
+        items = self.cell_items[pos]
+        return items, self._log_q_of(stats, items)
+
+    def log_prob(
+        self, query: torch.Tensor, items: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Exact log Q^(item | query) of this procedure for any items [B, L] (padding 0 gives -inf)."""
+        stats = self._query_stats(query)
+        if items.shape[0] != stats[0].shape[0]:
+            raise ValueError(f"items must have {stats[0].shape[0]} rows like the query, got {items.shape[0]}")
+        return self._log_q_of(stats, items.to(stats[0].device))
+
+    def full_log_prob(self, query: torch.Tensor) -> torch.Tensor:
+        """log Q^(i | query) [B, N] for all items (column j = item j + 1); O(B N) memory, for tests/diagnostics."""
+        stats = self._query_stats(query)
+        items = torch.arange(1, self.num_items + 1, device=stats[0].device).expand(stats[0].shape[0], -1)
+        return self._log_q_of(stats, items)
