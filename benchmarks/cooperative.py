@@ -5,10 +5,10 @@ Usage: python benchmarks/cooperative.py [--epochs 5] [--seeds 0 1 2] [--out benc
        python benchmarks/cooperative.py --methods CoRR ICC --out part2.json   # a subset, e.g. in another process
        python benchmarks/cooperative.py --merge part1.json part2.json --out benchmarks/results/cooperative.json
 """
-import json
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
