@@ -17,34 +17,25 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from tandem.data.splits import EvalSet, TrainSet
+from tandem.data.splits import EvalSet
 from tandem.evaluation import evaluate_batches, full_ranking_metrics, two_stage_metrics
 from tandem.losses.sampled_softmax import sampled_softmax
 from tandem.models.retrievers.base import Retriever
 from tandem.sampling.base import Sampler
 from tandem.sampling.static import UniformSampler
-from tandem.training.schemes import Batch, LossFn, SamplerRefresher, Scheme, draw_negatives, retriever_loss
+from tandem.training.schemes import Batch, LossFn, Scheme, draw_negatives, retriever_loss
 
 DistillFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class CooperativeScheme(Scheme):
-    """Shared parts: the refresher of the retriever's sampler and two-stage evaluation."""
+    """Shared parts of the schemes that train a ranker too: re-ranking scores and two-stage evaluation."""
 
     cooperative = True
 
     def __init__(self, retriever: Retriever, ranker: nn.Module, sampler: Sampler, num_negatives: int,
                  refresh: str | int = "epoch") -> None:
-        super().__init__(retriever, ranker)
-        self.sampler = sampler
-        self.num_negatives = num_negatives
-        self.refresher = SamplerRefresher(sampler, retriever, refresh)
-
-    def on_epoch_start(self, train: TrainSet) -> None:
-        self.refresher.on_epoch_start(train)
-
-    def on_step(self, step: int, train: TrainSet) -> None:
-        self.refresher.on_step(step, train)
+        super().__init__(retriever, sampler, num_negatives, refresh, ranker)
 
     def rerank_scores(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
         """The second stage's scores of candidate `items` [B, K]: the ranker's, unless a scheme says otherwise."""

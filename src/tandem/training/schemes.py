@@ -66,14 +66,27 @@ def draw_negatives(
 
 
 class Scheme(nn.Module):
-    """Base of all schemes: holds the models; subclasses implement `losses` and may extend `evaluate`."""
+    """Base of all schemes: the models, the retriever's negative sampler and the hooks that keep it fresh.
+
+    Subclasses implement `losses` and may extend `evaluate`.
+    """
 
     cooperative: bool = False
 
-    def __init__(self, retriever: Retriever, ranker: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        retriever: Retriever,
+        sampler: Sampler,
+        num_negatives: int,
+        refresh: str | int = "epoch",
+        ranker: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.retriever = retriever
         self.ranker = ranker
+        self.sampler = sampler
+        self.num_negatives = num_negatives
+        self.refresher = SamplerRefresher(sampler, retriever, refresh)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -83,10 +96,12 @@ class Scheme(nn.Module):
         return self.losses(batch)
 
     def on_epoch_start(self, train: TrainSet) -> None:
-        """Hook: refresh samplers, indexes, pools."""
+        """Refresh the sampler (index, pools) at the start of an epoch."""
+        self.refresher.on_epoch_start(train)
 
     def on_step(self, step: int, train: TrainSet) -> None:
-        """Hook called after every optimiser step."""
+        """Refresh the sampler every `refresh` steps when so configured."""
+        self.refresher.on_step(step, train)
 
     @torch.no_grad()
     def evaluate(
@@ -103,17 +118,8 @@ class RetrieverScheme(Scheme):
     def __init__(
         self, retriever: Retriever, sampler: Sampler, loss: LossFn, num_negatives: int, refresh: str | int = "epoch"
     ) -> None:
-        super().__init__(retriever)
-        self.sampler = sampler
+        super().__init__(retriever, sampler, num_negatives, refresh)
         self.loss = loss
-        self.num_negatives = num_negatives
-        self.refresher = SamplerRefresher(sampler, retriever, refresh)
-
-    def on_epoch_start(self, train: TrainSet) -> None:
-        self.refresher.on_epoch_start(train)
-
-    def on_step(self, step: int, train: TrainSet) -> None:
-        self.refresher.on_step(step, train)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         return {"retriever": retriever_loss(self.retriever, self.sampler, self.loss, self.num_negatives, batch)}
