@@ -14,6 +14,7 @@ from tandem.sampling import (
     MIDXSampler,
     build_sampler,
 )
+from tandem.cli import main as cli_main
 from tandem.sampling.bench import main as bench_main
 
 N, D = 120, 8
@@ -355,10 +356,12 @@ def test_refresh_and_query_shapes_are_checked():
 
 def test_bench_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    result = bench_main(["--items", "2000", "--queries", "32", "--negatives", "5", "--dim", "16", "--repeats", "1",
-                         "--kl-queries", "8", "--out", str(out)])
+    arguments = ["--items", "2000", "--queries", "32", "--negatives", "5", "--dim", "16", "--repeats", "1",
+                 "--kl-queries", "8", "--out", str(out)]
+    result = bench_main(arguments)
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result))
+    assert cli_main(["bench", "samplers", *arguments]) == 0  # the same through `tandem bench samplers`
     assert set(saved["seconds_per_batch"]) == {"uniform", "exact", "midx", "adasir"}
     assert set(saved["midx_by_clusters"]) == {"16", "64", "256"}
     assert saved["items"] == 2000 and saved["kl_to_exact"]["midx"] < saved["kl_to_exact"]["uniform"]

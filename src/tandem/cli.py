@@ -61,10 +61,11 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_samplers(args: argparse.Namespace) -> int:
+def run_bench_samplers(argv: list[str]) -> int:
+    """`tandem bench samplers ARGS`: the sampler benchmark owns its arguments (see `--help`)."""
     from tandem.sampling.bench import main as bench_main
 
-    bench_main(args.rest)
+    bench_main(argv)
     return 0
 
 
@@ -92,12 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
-    samplers = bench_commands.add_parser(
-        "samplers", help="time and compare the negative samplers", add_help=False,
-        description="arguments are passed to the sampler benchmark; see `tandem bench samplers --help`",
+    bench_commands.add_parser(
+        "samplers", help="time the negative samplers and measure their distance to the exact softmax",
+        add_help=False,  # `tandem bench samplers --help` shows the benchmark's own options
     )
-    samplers.add_argument("rest", nargs=argparse.REMAINDER)
-    samplers.set_defaults(handler=cmd_bench_samplers)
 
     from tandem.serving.cli import add_serving_commands
 
@@ -106,9 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    bench_samplers = argv[:2] == ["bench", "samplers"]
+    args = None if bench_samplers else parser.parse_args(argv)
     try:
+        if bench_samplers:
+            return run_bench_samplers(argv[2:])
         return int(args.handler(args) or 0)
     except TandemError as error:
         print(f"tandem: error: {error}", file=sys.stderr)
