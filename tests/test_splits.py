@@ -1,5 +1,6 @@
 """Preprocessing and split invariants: k-core fixed point, sizes, no target leaking into its history or training."""
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 
@@ -93,3 +94,17 @@ def test_sequential_split_matches_the_protocol():
             split.test.known_items[split.test.known_indptr[u]:split.test.known_indptr[u + 1]], seq[: n - 1]
         )
     assert cursor == len(split.train)
+
+
+def test_random_split_order_keeps_each_users_items_and_is_seeded():
+    data = preprocess(low_rank_interactions(40, 80, per_user=20, seed=3), min_user_interactions=1, min_item_interactions=1)
+    first, again = split_general(data, shuffle_seed=5), split_general(data, shuffle_seed=5)
+    timed = split_general(data)
+    assert torch.equal(first.train.tensors["item"], again.train.tensors["item"])
+    assert not torch.equal(first.train.tensors["item"], timed.train.tensors["item"])
+    for u in range(data.num_users):
+        everything = set(data.items[data.indptr[u]:data.indptr[u + 1]])
+        train = set(first.train.tensors["item"][first.train.tensors["user"] == u].tolist())
+        test = set(first.test.target_items[first.test.target_indptr[u]:first.test.target_indptr[u + 1]])
+        valid = set(first.valid.target_items[first.valid.target_indptr[u]:first.valid.target_indptr[u + 1]])
+        assert train | valid | test == everything and not (train & test) and not (valid & test)

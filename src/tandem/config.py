@@ -29,6 +29,7 @@ class DataConfig:
     min_item_interactions: int = 10
     max_seq_len: int = 20
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    split_order: str = "time"
 
 
 @dataclass
@@ -235,6 +236,10 @@ def validate(config: Config) -> None:
         raise TandemError(f"config key 'eval.cutoffs': expected positive integers, got {config.eval.cutoffs}")
     if config.eval.monitor.split("@")[0] not in ("recall", "ndcg", "mrr", "hit") or "@" not in config.eval.monitor:
         raise TandemError(f"config key 'eval.monitor': expected e.g. 'ndcg@10', got {config.eval.monitor!r}")
+    if config.data.split_order not in ("time", "random"):
+        raise TandemError(f"config key 'data.split_order': expected 'time' or 'random', got {config.data.split_order!r}")
+    if config.data.split_order == "random" and config.task != "general":
+        raise TandemError("config key 'data.split_order': 'random' applies to the general task only")
     if config.train.device != "cpu" and not config.train.device.startswith("cuda"):
         raise TandemError(f"config key 'train.device': expected 'cpu' or 'cuda[:n]', got {config.train.device!r}")
     if config.train.device.startswith("cuda"):

@@ -27,7 +27,8 @@ def load_data(cfg: DataConfig) -> InteractionData:
 
 def make_split(config: Config, data: InteractionData) -> Split:
     if config.task == "general":
-        return split_general(data, tuple(config.data.split))
+        shuffle_seed = config.seed if config.data.split_order == "random" else None
+        return split_general(data, tuple(config.data.split), shuffle_seed)
     return split_sequential(data, config.data.max_seq_len)
 
 

@@ -78,11 +78,21 @@ def _csr_from_ranges(items: np.ndarray, begin: np.ndarray, end: np.ndarray) -> t
     return indptr, items[flat]
 
 
-def split_general(data: InteractionData, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Split:
-    """Per-user, time-ordered ratio split. Users with fewer than 3 interactions only train."""
+def split_general(
+    data: InteractionData,
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    shuffle_seed: int | None = None,
+) -> Split:
+    """Per-user ratio split in time order, or in a random order within each user when `shuffle_seed` is given
+    (for data without timestamps, such as the Gowalla matrix, as seed 003 does). Users with fewer than 3
+    interactions only train."""
     if len(ratios) != 3 or abs(sum(ratios) - 1.0) > 1e-6 or min(ratios) < 0:
         raise TandemError(f"data.split must be three non-negative ratios summing to 1, got {list(ratios)}")
     starts, lengths = data.indptr[:-1], data.lengths()
+    items = data.items
+    if shuffle_seed is not None:
+        owner = np.repeat(np.arange(data.num_users), lengths)
+        items = items[np.lexsort((np.random.default_rng(shuffle_seed).random(len(items)), owner))]
     n_test = np.where(lengths >= 3, np.maximum(1, np.round(lengths * ratios[2])), 0).astype(np.int64)
     n_valid = np.where(lengths >= 3, np.maximum(1, np.round(lengths * ratios[1])), 0).astype(np.int64)
     n_train = lengths - n_test - n_valid
@@ -93,7 +103,7 @@ def split_general(data: InteractionData, ratios: tuple[float, float, float] = (0
     train = TrainSet(
         tensors={
             "user": torch.from_numpy(users),
-            "item": torch.from_numpy(data.items[train_index]),
+            "item": torch.from_numpy(items[train_index]),
             "context": torch.from_numpy(users),
         },
         num_contexts=data.num_users,
@@ -101,8 +111,8 @@ def split_general(data: InteractionData, ratios: tuple[float, float, float] = (0
 
     def eval_set(begin: np.ndarray, end: np.ndarray, known_end: np.ndarray) -> EvalSet:
         rows = np.flatnonzero(end > begin)
-        target_indptr, target_items = _csr_from_ranges(data.items, begin[rows], end[rows])
-        known_indptr, known_items = _csr_from_ranges(data.items, starts[rows], known_end[rows])
+        target_indptr, target_items = _csr_from_ranges(items, begin[rows], end[rows])
+        known_indptr, known_items = _csr_from_ranges(items, starts[rows], known_end[rows])
         return EvalSet({"user": torch.from_numpy(rows)}, target_indptr, target_items, known_indptr, known_items)
 
     return Split(
