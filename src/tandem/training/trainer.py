@@ -97,6 +97,7 @@ class Trainer:
             bar = tqdm(
                 batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                 disable=not cfg.progress or not self.topology.is_main, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.5,
             )
             for batch in bar:
                 batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
