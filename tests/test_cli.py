@@ -96,3 +96,19 @@ def test_unknown_config_key_from_the_command_line(tmp_path, tiny_csv, capsys):
     config = tiny_config(tmp_path, tiny_csv)
     assert main(["train", str(config), "--set", "train.epochz=1", "--out", str(tmp_path / "r")]) == 2
     assert "epochz" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end_on_a_small_config(tmp_path, monkeypatch, capsys, tiny_csv):
+    """The demo's loop and table, pointed at tiny configs instead of MovieLens-100K."""
+    import tandem.demo as demo
+
+    base = tiny_config(tmp_path, tiny_csv, "ranker: {name: din, embedding_dim: 16}\nscheme: {name: independent}")
+    corr = tmp_path / "corr.yaml"
+    corr.write_text(f"extends: {base.name}\nsampler: {{name: midx, num_clusters: 4}}\nscheme: {{name: corr}}\n")
+    monkeypatch.setattr(demo, "CONFIGS", tmp_path)
+    monkeypatch.setattr(demo, "RUNS", (("Independent", base.name), ("CoRR", corr.name)))
+    assert demo.main(["--epochs", "1", "--out", str(tmp_path / "demo")]) == 0
+    printed = capsys.readouterr().out
+    for row in ("SASRec alone", "Independent (SASRec -> DIN)", "CoRR (SASRec -> DIN)"):
+        assert row in printed
+    assert (tmp_path / "demo" / "corr" / "report.json").is_file()

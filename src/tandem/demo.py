@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tandem.config import load_config
 from tandem.errors import TandemError
-from tandem.reporting import metric_table, report_rows
+from tandem.reporting import metric_table
 from tandem.run import train_run
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -25,7 +25,7 @@ COLUMNS = ["recall@10", "ndcg@10", "mrr@10", "recall@20", "ndcg@20"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run (default 2)")
-    parser.add_argument("--out", default=None, help="directory for the three runs (default runs/demo-<time>)")
+    parser.add_argument("--out", default=None, help="directory for the runs (default runs/demo-<time>)")
     args = parser.parse_args(argv)
     out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     rows: dict[str, dict[str, float]] = {}
@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
             report = train_run(config, out / Path(name).stem)
             if label == "Independent":
                 rows["SASRec alone"] = report["test"]["retriever"]
-            rows.update(report_rows(report["test"], label))
+                rows["Independent (SASRec -> DIN)"] = report["test"]["pipeline"]
+            else:
+                rows["CoRR retriever (SASRec)"] = report["test"]["retriever"]
+                rows["CoRR (SASRec -> DIN)"] = report["test"]["pipeline"]
             print(f"   {report['seconds_per_epoch']:.1f} s/epoch", flush=True)
     except TandemError as error:
         print(f"tandem demo: error: {error}", file=sys.stderr)
