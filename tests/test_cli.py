@@ -1,12 +1,10 @@
 """The command line end to end on a tiny dataset, and clean errors on bad input."""
 import json
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from tandem.cli import main
-from tandem.data.synthetic import low_rank_interactions, markov_interactions
+from tandem.data.synthetic import markov_interactions
 
 
 @pytest.fixture()

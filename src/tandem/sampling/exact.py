@@ -42,7 +42,6 @@ class ExactSampler(VectorSampler):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         query = self._check_query(query)
         gen = self.generators(query.device)
-        batch = query.shape[0]
         chunk_lse, chunk_draws = [], []
         for start, logits in self.score_chunks(query):
             lse = torch.logsumexp(logits, dim=1, keepdim=True)

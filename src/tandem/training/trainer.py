@@ -17,7 +17,7 @@ from tandem.config import Config
 from tandem.data.splits import Split, iterate_batches
 from tandem.training.distributed import current_topology, shard
 from tandem.training.schemes import Scheme
-from tandem.utils import atomic_torch_save, atomic_write_json
+from tandem.utils import atomic_torch_save
 
 
 @dataclass
