@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--seq-epochs", type=int, default=10)
     parser.add_argument("--mf-epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--patience", type=int, default=0, help="early-stopping patience (0 = run every epoch)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--parts", nargs="+", default=["seq", "mf"], choices=["seq", "mf"])
     parser.add_argument("--out", default=os.path.join(HERE, "results", "losses.json"))
@@ -62,7 +63,8 @@ def main() -> None:
             Entry("AdaSIR(P)", config("ml100k-general-adasir-pop.yaml")),
             Entry("AdaSIR-W", config("ml100k-general-adasir-w.yaml")),
         ]
-        common = [f"train.epochs={args.mf_epochs}", f"train.patience={args.mf_epochs}", f"train.threads={args.threads}"]
+        common = [f"train.epochs={args.mf_epochs}", f"train.patience={args.patience or args.mf_epochs}",
+                  f"train.threads={args.threads}"]
         payload["general"] = run_grid(mf_entries, args.seeds, common)
         print(markdown_table(payload["general"], ["ndcg@50", "recall@50"], scale=100.0))
     payload["total_seconds"] = time.perf_counter() - started
