@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from tandem.models.layers import padded_item_embedding
 from tandem.models.rankers.base import Ranker
 from tandem.models.rankers.features import FeatureEmbedding, FeatureInput, make_mlp, masked_mean
 
@@ -49,7 +50,7 @@ class DeepFM(Ranker):
         d = embedding_dim
         # second-order / deep embeddings
         self.user_embedding = nn.Embedding(num_users, d)
-        self.item_embedding = nn.Embedding(num_items + 1, d, padding_idx=0)
+        self.item_embedding = padded_item_embedding(num_items, d, init_std)
         # feature fields embed to d + 1: the first d coordinates are v_f, the last one the first-order weight w_f
         # (one embedding per table, so a feature table is stored once)
         self.user_features = FeatureEmbedding(user_features, d + 1, num_rows=num_users, init_std=init_std)
@@ -58,12 +59,9 @@ class DeepFM(Ranker):
         self.user_bias = nn.Embedding(num_users, 1)
         self.item_bias = nn.Embedding(num_items + 1, 1, padding_idx=0)
         self.bias = nn.Parameter(torch.zeros(()))
-        for table in (self.user_embedding, self.item_embedding):
-            nn.init.normal_(table.weight, std=init_std)
+        nn.init.normal_(self.user_embedding.weight, std=init_std)
         nn.init.zeros_(self.user_bias.weight)
         nn.init.zeros_(self.item_bias.weight)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
         self.num_user_fields = 1 + self.user_features.num_fields + int(use_history)
         self.num_item_fields = 1 + self.item_features.num_fields
         self.mlp = make_mlp((self.num_user_fields + self.num_item_fields) * d, mlp_hidden, dropout, activation)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from tandem.models.layers import padded_item_embedding
 from tandem.models.rankers.base import Ranker
 from tandem.models.rankers.features import FeatureEmbedding, FeatureInput, make_activation, make_mlp
 
@@ -81,10 +82,7 @@ class DIN(Ranker):
         self.num_items = num_items
         self.use_user_id = use_user_id
         d = embedding_dim
-        self.item_embedding = nn.Embedding(num_items + 1, d, padding_idx=0)
-        nn.init.normal_(self.item_embedding.weight, std=init_std)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        self.item_embedding = padded_item_embedding(num_items, d, init_std)
         self.item_features = FeatureEmbedding(item_features, d, num_rows=num_items + 1, init_std=init_std)
         self.item_projection = (
             nn.Linear((1 + self.item_features.num_fields) * d, d) if self.item_features.num_fields else None

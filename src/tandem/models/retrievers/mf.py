@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tandem.models.layers import padded_item_embedding
 from tandem.models.retrievers.base import Retriever
 
 
@@ -24,11 +25,8 @@ class MF(Retriever):
         self.num_users = num_users
         self.num_items = num_items
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        self.item_embedding = nn.Embedding(num_items + 1, embedding_dim, padding_idx=0)
         nn.init.normal_(self.user_embedding.weight, std=init_std)
-        nn.init.normal_(self.item_embedding.weight, std=init_std)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        self.item_embedding = padded_item_embedding(num_items, embedding_dim, init_std)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.user_embedding(batch["user"])

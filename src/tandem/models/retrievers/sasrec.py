@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tandem.models.layers import padded_item_embedding
 from tandem.models.retrievers.base import Retriever
 
 
@@ -32,7 +33,7 @@ class SASRec(Retriever):
             raise ValueError(f"embedding_dim ({embedding_dim}) must be divisible by num_heads ({num_heads})")
         self.num_items = num_items
         self.max_seq_len = max_seq_len
-        self.item_embedding = nn.Embedding(num_items + 1, embedding_dim, padding_idx=0)
+        self.item_embedding = padded_item_embedding(num_items, embedding_dim, init_std=0.02)
         self.position_embedding = nn.Embedding(max_seq_len, embedding_dim)
         layer = nn.TransformerEncoderLayer(
             embedding_dim, num_heads, feedforward_dim, dropout, activation="gelu", batch_first=True, norm_first=True
@@ -41,10 +42,7 @@ class SASRec(Retriever):
         self.input_norm = nn.LayerNorm(embedding_dim)
         self.output_norm = nn.LayerNorm(embedding_dim)
         self.dropout = nn.Dropout(dropout)
-        nn.init.normal_(self.item_embedding.weight, std=0.02)
         nn.init.normal_(self.position_embedding.weight, std=0.02)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
         causal = torch.triu(torch.ones(max_seq_len, max_seq_len, dtype=torch.bool), diagonal=1)
         self.register_buffer("causal_mask", causal, persistent=False)
 
