@@ -13,7 +13,7 @@ from tandem.config import Config, DataConfig
 from tandem.data.dataset import InteractionData, preprocess
 from tandem.data.splits import Split, split_general, split_sequential
 from tandem.errors import TandemError
-from tandem.utils import atomic_write_bytes, atomic_write_json, seed_everything
+from tandem.utils import atomic_write_bytes, atomic_write_json, load_checkpoint, seed_everything
 
 
 def load_data(cfg: DataConfig) -> InteractionData:
@@ -110,7 +110,13 @@ def load_run(run_dir: str | Path) -> tuple[Config, Prepared, Any]:
     seed_everything(config.seed)
     prepared = prepare(config)
     scheme = build_scheme(config, prepared)
-    checkpoint = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
-    scheme.load_state_dict(checkpoint["state"])
+    checkpoint = load_checkpoint(run / "best.pt")
+    if not isinstance(checkpoint.get("state"), dict):
+        raise TandemError(f"{run / 'best.pt'} is not a tandem checkpoint: it has no model state")
+    try:
+        scheme.load_state_dict(checkpoint["state"])
+    except RuntimeError as error:
+        raise TandemError(f"{run / 'best.pt'} does not match {run / 'config.yaml'}: "
+                          f"{str(error).splitlines()[0]}") from None
     scheme.eval()
     return config, prepared, scheme

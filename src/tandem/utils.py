@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -60,6 +61,37 @@ def atomic_torch_save(path: str | Path, payload: Any) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint as tensors and plain containers only: `weights_only=True` refuses any pickled object
+    that would run code on load (a crafted `best.pt` must never execute). A refused or corrupt file is a
+    TandemError naming it."""
+    from tandem.errors import TandemError
+
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        detail = _unpickler_detail(str(error))
+        if "global" in detail.lower():  # an object to import and call: what a code-executing pickle needs
+            raise TandemError(f"refusing to load {path}: it holds more than tensors ({detail})") from None
+        raise TandemError(f"cannot read checkpoint {path}: not a tensor checkpoint ({detail})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise TandemError(f"cannot read checkpoint {path}: {_unpickler_detail(str(error))}") from None
+    if not isinstance(payload, dict):
+        raise TandemError(f"cannot read checkpoint {path}: expected a mapping, got {type(payload).__name__}")
+    return payload
+
+
+def _unpickler_detail(message: str) -> str:
+    """The one informative line of torch's long weights-only error (what it refused), or the first line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        lowered = line.lower()
+        if ("global" in lowered or "unsupported" in lowered) and not lowered.startswith("weights only load failed"):
+            return line
+    return lines[0] if lines else "unreadable"
 
 
 def seed_everything(seed: int) -> torch.Generator:
