@@ -239,3 +239,76 @@ def test_scaled_cosine():
     assert torch.allclose(scaled_cosine(q, 7 * q), torch.full((4,), 10.0, dtype=DT))
     with pytest.raises(ValueError):
         scaled_cosine(q, v[0, 0])
+
+
+# --- issue 10: accidental hits (eq. 24 sums over v_i != v) and the Lambda method in log space ------------------------
+
+
+def _cdf_by_hand(rank, alpha, n):
+    if alpha == 1.0:
+        return math.log(rank) / math.log(n + 1)
+    return (1 - rank ** (1 - alpha)) / (1 - (n + 1) ** (1 - alpha))
+
+
+@pytest.mark.parametrize("weight_kernel", [None, "sigmoid", "step"])
+def test_accidental_hits_are_left_out_of_the_ranking_statistic(weight_kernel):
+    """Eq. 24: R = |I| / |I'| (1 + sum over sampled v_i != v of phi(g_i)); a draw equal to the positive adds
+    nothing, and |I'| stays the number of items drawn."""
+    n, negs, alpha = 50, 6, 1.2
+    pos, neg = scores(negs=negs, seed=9)
+    hit = torch.zeros(5, negs, dtype=torch.bool)
+    hit[0, 1] = hit[2, 0] = hit[2, 3] = True
+    hit[3] = True  # every draw of row 3 is the positive
+    neg = torch.where(hit, pos.detach()[:, None], neg.detach()).requires_grad_()  # a hit scores as the positive
+    got = croloss(pos, neg, kernel="softplus", alpha=alpha, num_items=n, weight_kernel=weight_kernel,
+                  hit_mask=hit, reduction="none")
+    for b in range(5):
+        gaps = [float(neg.detach()[b, i] - pos.detach()[b]) for i in range(negs) if not hit[b, i]]
+        rank2 = n / negs * (1 + sum(math.log1p(math.exp(x)) for x in gaps))
+        if weight_kernel is None:
+            expected = _cdf_by_hand(rank2, alpha, n)
+        else:
+            phi1 = (lambda x: float(x >= 0)) if weight_kernel == "step" else (lambda x: 1 / (1 + math.exp(-x)))
+            rank1 = n / negs * (1 + sum(phi1(x) for x in gaps))
+            expected = _w_alpha_by_hand(rank1, alpha, n) * rank2
+        assert got[b].item() == pytest.approx(expected, rel=1e-10), b
+    g_neg = torch.autograd.grad(got.sum(), neg)[0]
+    assert torch.all(g_neg[hit] == 0)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 1.4])
+def test_lambda_with_exponential_kernels_is_finite_in_fp32(alpha):
+    """phi_1 = phi_2 = exponential: lambda * R = R^-alpha / Z * R = R^(1 - alpha) / Z (eqs. 12, 23) stays finite for
+    alpha >= 1 however large R is; fp32 must give it (not 0 * inf), with gradient lambda |I| / L exp(g_i) (eq. 22)."""
+    n, negs = 1000, 2
+    pos = torch.zeros(3, requires_grad=True)
+    neg = torch.tensor([[200.0, 0.0], [-200.0, 1.0], [90.0, 95.0]], requires_grad=True)  # exp(90) overflows fp32
+    loss = croloss(pos, neg, kernel="exponential", weight_kernel="exponential", alpha=alpha, num_items=n,
+                   reduction="none")
+    (grad,) = torch.autograd.grad(loss.sum(), neg)
+    gaps = neg.detach().double()
+    rank = n / negs * (1 + torch.exp(gaps).sum(1))  # float64 holds exp(200)
+    z = math.log(n + 1) if alpha == 1.0 else ((n + 1) ** (1 - alpha) - 1) / (1 - alpha)
+    torch.testing.assert_close(loss.double(), rank ** (1 - alpha) / z, rtol=1e-4, atol=0)
+    expected_grad = (rank ** -alpha / z)[:, None] * (n / negs) * torch.exp(gaps)
+    torch.testing.assert_close(grad.double(), expected_grad, rtol=1e-4, atol=1e-30)
+
+
+def test_lambda_exponential_value_representable_in_fp32_is_computed():
+    """phi_1 = sigmoid, phi_2 = exponential at a gap of 85: R_phi2 ~ e^91 overflows fp32 but lambda * R_phi2 ~ e^80
+    does not; every per-gap gradient lambda |I| / L exp(g_i) that fits in fp32 is finite and right (no inf * 0)."""
+    n, negs, alpha = 1000, 2, 1.4
+    pos = torch.zeros(2, requires_grad=True)
+    neg = torch.tensor([[85.0, 0.0], [200.0, -3.0]], requires_grad=True)
+    loss = croloss(pos, neg, kernel="exponential", weight_kernel="sigmoid", alpha=alpha, num_items=n,
+                   reduction="none")
+    (grad,) = torch.autograd.grad(loss.sum(), neg)
+    gaps = neg.detach().double()
+    lam = _w_alpha_by_hand(n / negs * (1 + torch.sigmoid(gaps).sum(1)), alpha, n)
+    value = lam * n / negs * (1 + torch.exp(gaps).sum(1))
+    assert math.isfinite(loss[0].item()) and loss[0].item() == pytest.approx(value[0].item(), rel=1e-4)
+    assert loss[1].item() == math.inf  # ~e^192: not representable in fp32
+    expected_grad = lam[:, None] * (n / negs) * torch.exp(gaps)
+    assert grad[0, 0].item() == pytest.approx(expected_grad[0, 0].item(), rel=1e-4)
+    for b, i in ((0, 1), (1, 1)):
+        assert grad[b, i].item() == pytest.approx(expected_grad[b, i].item(), rel=1e-4), (b, i)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tandem.losses.distill import (
+    DISTILL_LOSSES,
     build_distill_loss,
     co_distill,
     corollary_kl_estimate,
@@ -47,20 +48,75 @@ def test_sampled_kl_converges_to_full_kl_under_non_uniform_proposal():
     assert uncorrected > 5 * errors[10000]
 
 
-def test_corollary_matches_sampled_kl_when_proposal_is_student_softmax():
+def test_corollary_is_log_l_minus_entropy_and_estimates_the_full_kl():
+    """Corollary 3.2: over S ~ softmax(M), the sampled KL is log L - H(softmax(R - M)) (entropy written out here)."""
     teacher, student, _, g = catalogue(1)
-    log_q = torch.log_softmax(student, 0)
-    idx = torch.multinomial(log_q.exp().expand(50, -1), 200, replacement=True, generator=g)
-    kl = sampled_kl(teacher[idx], student[idx], log_q[idx])
-    corollary = corollary_kl_estimate(teacher[idx] - student[idx])
-    torch.testing.assert_close(kl, corollary)
+    idx = torch.multinomial(torch.softmax(student, 0).expand(50, -1), 200, replacement=True, generator=g)
+    corollary = corollary_kl_estimate(teacher[idx], student[idx])
+    delta = teacher[idx] - student[idx]
+    p = torch.exp(delta) / torch.exp(delta).sum(-1, keepdim=True)
+    torch.testing.assert_close(corollary, math.log(200) + (p * torch.log(p)).sum(-1))
     # and it estimates the full KL
     assert abs(corollary.mean().item() - full_kl(teacher, student).item()) < 0.25 * full_kl(teacher, student).item()
 
 
 def test_corollary_uniform_delta_is_zero():
-    assert corollary_kl_estimate(torch.zeros(3, 7)).abs().max() < 1e-6
-    assert torch.all(corollary_kl_estimate(torch.randn(4, 7)) >= -1e-6)
+    student = torch.randn(3, 7)
+    assert corollary_kl_estimate(student + 2.0, student).abs().max() < 1e-6
+    assert torch.all(corollary_kl_estimate(torch.randn(4, 7), torch.randn(4, 7)) >= -1e-6)
+
+
+def test_corollary_gradient_estimates_the_kl_gradient():
+    """d KL(P_R || P_M) / d M_i = P_M(i) - P_R(i) (closed form). Over S ~ softmax(M) the corollary's gradient,
+    accumulated onto the catalogue's scores, converges to it: M plays log Q, which is held fixed (issue 10, defect 6)."""
+    g = torch.Generator().manual_seed(11)
+    n, length = 6, 40000
+    teacher = torch.randn(n, generator=g, dtype=torch.float64) * 1.5
+    student = (torch.randn(n, generator=g, dtype=torch.float64) * 1.5).requires_grad_(True)
+    idx = torch.multinomial(torch.softmax(student.detach(), 0), length, replacement=True, generator=g)[None]
+    (grad,) = torch.autograd.grad(corollary_kl_estimate(teacher[idx], student[idx]).sum(), student)
+    expected = torch.softmax(student.detach(), 0) - torch.softmax(teacher, 0)
+    torch.testing.assert_close(grad, expected, atol=0.02, rtol=0)
+
+
+def test_corollary_with_temperature_reads_log_q_as_scores_over_t():
+    """With Q = softmax(M / T) the corollary's log Q(i) is M(i) / T: KL(softmax(R - M/T) || softmax(M - M/T))."""
+    g = torch.Generator().manual_seed(12)
+    teacher, student = torch.randn(3, 9, generator=g, dtype=torch.float64), torch.randn(3, 9, generator=g,
+                                                                                           dtype=torch.float64)
+    t = 0.5
+    p = torch.softmax(teacher - student / t, -1)
+    q = torch.softmax(student - student / t, -1)
+    expected = (p * (p.log() - q.log())).sum(-1)
+    torch.testing.assert_close(corollary_kl_estimate(teacher, student, temperature=t), expected)
+
+
+def test_corollary_is_a_distill_option_reachable_from_a_config():
+    """`scheme.distill: corollary` builds CoRR with the corollary, at the temperature of the configured sampler."""
+    from tandem.config import config_from_dict
+    from tandem.data.dataset import preprocess
+    from tandem.data.splits import split_sequential
+    from tandem.data.synthetic import markov_interactions
+    from tandem.training.registry import build_scheme_from_config
+
+    assert "corollary" in DISTILL_LOSSES
+    data = preprocess(markov_interactions(20, 30, per_user=6, seed=1), min_user_interactions=1,
+                      min_item_interactions=1)
+    split = split_sequential(data, max_seq_len=3)
+    config = config_from_dict({
+        "task": "sequential",
+        "retriever": {"name": "sasrec", "embedding_dim": 8},
+        "ranker": {"name": "din", "embedding_dim": 8},
+        "sampler": {"name": "exact", "temperature": 0.5},
+        "scheme": {"name": "corr", "distill": "corollary"},
+        "train": {"epochs": 1, "progress": False},
+        "eval": {"cutoffs": [10], "retrieval_cutoff": 20, "monitor": "ndcg@10"},
+    })
+    scheme = build_scheme_from_config(config, data, split)
+    g = torch.Generator().manual_seed(13)
+    teacher, student, log_q = (torch.randn(4, 5, generator=g) for _ in range(3))
+    torch.testing.assert_close(scheme.distill(teacher, student, log_q),
+                               corollary_kl_estimate(teacher, student, temperature=0.5))
 
 
 def test_sampled_kl_gradients_flow_into_student_only():
@@ -147,7 +203,7 @@ def test_build_distill_loss_names_and_options():
     g = torch.Generator().manual_seed(5)
     teacher, student, log_q = (torch.randn(3, 6, generator=g) for _ in range(3))
     student.requires_grad_(True)
-    for name in ("kl", "rankdistill", "codistill", "none"):
+    for name in ("kl", "corollary", "rankdistill", "codistill", "none"):
         loss = build_distill_loss(name)(teacher, student, log_q)
         assert loss.shape == (3,)
         loss.sum().backward()

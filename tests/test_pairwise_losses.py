@@ -149,3 +149,57 @@ def test_registry_errors_name_the_culprit():
         build_loss("adasir-w", num_items=10)(pos, neg, None, torch.zeros_like(neg))
     with pytest.raises(ValueError, match="neg_log_q"):
         build_loss("adasir", num_items=10)(pos, neg)
+
+
+# --- issue 10: accidental hits (a sampled negative equal to the positive) are left out of every loss ---------------
+
+
+def hits(batch=4, negs=6):
+    mask = torch.zeros(batch, negs, dtype=torch.bool)
+    mask[0, 1] = mask[2, 0] = mask[2, 5] = True
+    mask[3] = True  # every draw of row 3 is its positive
+    return mask
+
+
+def test_pairwise_and_adasir_leave_accidental_hits_out():
+    """Naive loops over the non-hit negatives: means for BPR and triplet, eq. 1's weights renormalised over them."""
+    pos, neg, neg_q = data(seed=6)
+    mask = hits()
+    rank = torch.tensor([1.0, 3.0, 7.0, 2.0], dtype=DT)
+    got = {"bpr": bpr(pos, neg, hit_mask=mask), "triplet": triplet(pos, neg, 0.5, hit_mask=mask),
+           "adasir": adasir(pos, neg, neg_q, hit_mask=mask), "adasir_w": adasir_w(pos, neg, neg_q, rank, hit_mask=mask)}
+    for b in range(4):
+        keep = [j for j in range(6) if not mask[b, j]]
+        gaps = [neg[b, j].item() - pos[b].item() for j in keep]
+        if not keep:
+            expected = dict.fromkeys(got, 0.0)
+        else:
+            w = [math.exp(neg[b, j].item() - neg_q[b, j].item()) for j in keep]
+            a = sum(wi / sum(w) * math.log1p(math.exp(x)) for wi, x in zip(w, gaps))
+            expected = {"bpr": sum(math.log1p(math.exp(x)) for x in gaps) / len(keep),
+                        "triplet": sum(max(x + 0.5, 0.0) for x in gaps) / len(keep),
+                        "adasir": a, "adasir_w": sum(1 / k for k in range(1, int(rank[b]) + 1)) * a}
+        for name, value in got.items():
+            assert value[b].item() == pytest.approx(expected[name], abs=1e-12), (name, b)
+
+
+def test_every_registered_loss_masks_accidental_hits():
+    """For every loss but CROLoss, masking a hit equals dropping its column (row by row); CROLoss keeps |I'| = L
+    (eq. 24, tested in test_croloss)."""
+    pos, neg, neg_q = data(seed=7)
+    pos_q = torch.full_like(pos, -3.0)
+    rank = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=DT)
+    mask = hits()
+    mask[3, 2] = False  # keep one negative in row 3, so that dropping columns leaves a valid row
+    for name in LOSS_NAMES:
+        loss = build_loss(name, num_items=50)
+        got = loss(pos, neg, pos_q, neg_q, rank_estimate=rank, hit_mask=mask)
+        assert torch.isfinite(got).all(), name
+        if name.startswith("croloss"):
+            assert not torch.allclose(got, loss(pos, neg, pos_q, neg_q, rank_estimate=rank)), name
+            continue
+        for b in range(4):
+            keep = ~mask[b]
+            one = loss(pos[b:b + 1], neg[b:b + 1, keep], pos_q[b:b + 1], neg_q[b:b + 1, keep],
+                       rank_estimate=rank[b:b + 1])
+            assert got[b].item() == pytest.approx(one.item(), abs=1e-12), (name, b)

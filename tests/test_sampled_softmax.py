@@ -28,3 +28,20 @@ def test_log_q_is_subtracted_from_every_logit():
     expected = torch.logsumexp(logits, 0) - logits[0]
     assert torch.allclose(sampled_softmax(pos, neg, pos_q, neg_q), expected.unsqueeze(0))
     assert (sampled_softmax(pos, neg, pos_q, neg_q) >= 0).all()
+
+
+def test_accidental_hits_are_masked():
+    """A sampled negative equal to the positive is left out of the normaliser (issue 10, defect 4); naive loop."""
+    g = torch.Generator().manual_seed(1)
+    pos, neg = torch.randn(4, generator=g, dtype=torch.float64), torch.randn(4, 5, generator=g, dtype=torch.float64)
+    pos_q, neg_q = -torch.rand(4, generator=g, dtype=torch.float64), -torch.rand(4, 5, generator=g, dtype=torch.float64)
+    hit = torch.zeros(4, 5, dtype=torch.bool)
+    hit[0, 2] = hit[1, 0] = hit[1, 4] = True
+    hit[3] = True  # all draws of row 3 are its positive: only the positive is left, loss 0
+    got = sampled_softmax(pos, neg, pos_q, neg_q, hit_mask=hit)
+    for b in range(4):
+        logits = [pos[b].item() - pos_q[b].item()]
+        logits += [neg[b, j].item() - neg_q[b, j].item() for j in range(5) if not hit[b, j]]
+        expected = math.log(sum(math.exp(x) for x in logits)) - logits[0]
+        assert abs(got[b].item() - expected) < 1e-12, b
+    assert got[3].item() == 0.0

@@ -1,15 +1,21 @@
 """AdaSIR's self-normalised importance-weighted pairwise loss and its rank-weighted AdaSIR-W (seed 003, eqs. 1-3).
 
-The negatives J_ci of a row are drawn (through AdaSIR's resampled pools) from candidates that a static proposal Q
-generated. Each drawn negative j is weighted by a softmax over the row's draws of sg(r_cj - log Q(j)) (eq. 1), a
-self-normalised importance weight toward the softmax distribution exp(r_cj) / sum exp(r): hard negatives count
-more, and the weights are constants (no gradient), as importance weights are. AdaSIR-W (eq. 3) further scales each
+The negatives J_ci of a row are drawn uniformly from AdaSIR's pool R_c, which importance resampling filled with
+weights w(j|c) (Algorithm 1 line 5, computed with the previous refresh's scores r'). Each drawn negative j is weighted
+by a softmax over the row's draws of sg(r_cj - log w(j|c)) (eq. 1; `neg_log_q` = log w, as the sampler returns it),
+a self-normalised importance weight toward the current softmax exp(r_cj) / sum exp(r): for a uniform proposal it is
+proportional to exp(r_cj - r'_cj), so items whose score rose since the pool was built count more. The weights are
+constants (no gradient), as importance weights are. AdaSIR-W (eq. 3) further scales each
 positive's loss by J(rank) = sum_{k <= rank} 1/k (WARP), so that badly ranked positives get more of the gradient.
+A negative that is the row's own positive (`hit_mask`, an accidental hit, frequent with AdaSIR's pools since the
+positive is a high-scored item) gets weight 0 and the others are renormalised; a row with no negative left has loss 0.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from tandem.losses.sampled_softmax import check_hit_mask
 
 __all__ = ["adasir_weights", "adasir", "adasir_w", "harmonic_weight"]
 
@@ -24,19 +30,27 @@ def _pairwise(gaps: torch.Tensor, pairwise: str, margin: float) -> torch.Tensor:
     raise ValueError(f"unknown pairwise loss {pairwise!r}; expected 'bpr' or 'triplet'")
 
 
-def adasir_weights(neg_score: torch.Tensor, neg_log_q: torch.Tensor) -> torch.Tensor:
+def adasir_weights(
+    neg_score: torch.Tensor, neg_log_q: torch.Tensor, hit_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Self-normalised importance weights w_hat [B, L] of seed 003 eq. 1: softmax_j(sg(neg_score - neg_log_q)).
 
-    `neg_log_q` is the log-probability of each negative under the static proposal that generated the pool
-    candidates (what tandem's AdaSIR sampler returns). Each row sums to one. Detached: the weights select, they are
-    not trained through.
+    `neg_log_q` is log w(j|c), the resampling weight each negative had when it entered the context's pool (what
+    tandem's AdaSIR sampler returns with each draw). Each row sums to one over the negatives that are not
+    accidental hits (`hit_mask` True: weight 0; a row of hits only gets all-zero weights). Detached: the weights
+    select, they are not trained through.
     """
     if neg_score.dim() != 2 or neg_log_q.shape != neg_score.shape:
         raise ValueError(
             f"expected neg_score [B, L] and neg_log_q of the same shape, got {tuple(neg_score.shape)} and "
             f"{tuple(neg_log_q.shape)}"
         )
-    return torch.softmax((neg_score - neg_log_q).detach(), dim=1)
+    logits = (neg_score - neg_log_q).detach()
+    hit_mask = check_hit_mask(hit_mask, neg_score)
+    if hit_mask is None:
+        return torch.softmax(logits, dim=1)
+    weights = torch.softmax(logits.masked_fill(hit_mask, float("-inf")), dim=1)
+    return weights.nan_to_num(0.0)  # a row of hits only: softmax of all -inf is NaN, its weights are 0
 
 
 def adasir(
@@ -46,17 +60,19 @@ def adasir(
     *,
     pairwise: str = "bpr",
     margin: float = 1.0,
+    hit_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """AdaSIR loss per row [B]: sum_j w_hat(j|c) * l(r_ci - r_cj) (seed 003 eq. 1), l = -ln sigmoid by default.
 
     `pairwise` picks l: 'bpr' (eq. 1) or 'triplet' ((r_cj - r_ci + margin)_+). Because the weights sum to one the
-    value is on the scale of a single pair's loss, whatever the number of negatives L.
+    value is on the scale of a single pair's loss, whatever the number of negatives L. Accidental hits
+    (`hit_mask`) are left out.
     """
     if pos_score.dim() != 1 or neg_score.dim() != 2 or pos_score.shape[0] != neg_score.shape[0]:
         raise ValueError(
             f"expected pos_score [B] and neg_score [B, L], got {tuple(pos_score.shape)} and {tuple(neg_score.shape)}"
         )
-    weights = adasir_weights(neg_score, neg_log_q)
+    weights = adasir_weights(neg_score, neg_log_q, hit_mask)
     per_pair = _pairwise(neg_score - pos_score.unsqueeze(1), pairwise, margin)
     return (weights * per_pair).sum(dim=1)
 
@@ -79,6 +95,7 @@ def adasir_w(
     *,
     pairwise: str = "bpr",
     margin: float = 1.0,
+    hit_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """AdaSIR-W loss per row [B]: J(rank(c, i)) * adasir(...) (seed 003 eq. 3).
 
@@ -90,5 +107,5 @@ def adasir_w(
             f"rank_estimate must be [B] like pos_score {tuple(pos_score.shape)}, got {tuple(rank_estimate.shape)}"
         )
     weight = harmonic_weight(rank_estimate).to(pos_score.dtype)
-    return weight * adasir(pos_score, neg_score, neg_log_q, pairwise=pairwise, margin=margin)
+    return weight * adasir(pos_score, neg_score, neg_log_q, pairwise=pairwise, margin=margin, hit_mask=hit_mask)
 

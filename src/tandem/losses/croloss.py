@@ -150,33 +150,89 @@ def _check_scores(pos_score: Tensor, neg_score: Tensor) -> None:
         raise ValueError("neg_score needs at least one negative per row")
 
 
+def _rank_terms(
+    pos_score: Tensor,
+    neg_score: Tensor,
+    num_items: int,
+    neg_log_q: Tensor | None,
+    hit_mask: Tensor | None,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The per-negative terms of eq. 24 relative to |I| / |I'|: (gaps [B, L], log of each importance factor [B, L]
+    or None, keep [B, L] bool or None). The factor is 1 under eq. 24 and 1 / (|I| Q(v_i)) with importance weights."""
+    _check_scores(pos_score, neg_score)
+    gaps = neg_score - pos_score.unsqueeze(1)
+    rel = None if neg_log_q is None else (-neg_log_q.detach() - math.log(num_items))
+    if hit_mask is not None:
+        if hit_mask.shape != neg_score.shape:
+            raise ValueError(f"hit_mask must match neg_score {tuple(neg_score.shape)}, got {tuple(hit_mask.shape)}")
+        hit_mask = hit_mask.to(device=neg_score.device, dtype=torch.bool)
+    return gaps, rel, hit_mask
+
+
+def _log_kernel_terms(kernel: Kernel, gaps: Tensor, rel: Tensor | None, hit_mask: Tensor | None) -> Tensor:
+    """log(phi(g_i) * factor_i) [B, L] for a kernel with `log_fn`, -inf for accidental hits."""
+    terms = kernel.log_fn(gaps) if rel is None else kernel.log_fn(gaps) + rel
+    return terms if hit_mask is None else terms.masked_fill(hit_mask, float("-inf"))
+
+
+def _kernel_terms(kernel: Kernel, gaps: Tensor, hit_mask: Tensor | None) -> Tensor:
+    """phi(g_i) [B, L] for a kernel without `log_fn` (bounded growth), 0 for accidental hits."""
+    values = kernel(gaps)
+    return values if hit_mask is None else values.masked_fill(hit_mask, 0.0)
+
+
 def croloss_rank(
     pos_score: Tensor,
     neg_score: Tensor,
     kernel: Kernel,
     num_items: int,
     neg_log_q: Tensor | None = None,
+    hit_mask: Tensor | None = None,
 ) -> Tensor:
     """log R_hat_phi per row [B]: the log of the sampled kernel ranking statistic (eqs. 15 and 24).
 
-    R_hat = |I| / |I'| * (1 + sum_{i in I'} phi(S_i - S_pos)) with |I'| = L, the number of negatives compared in the
-    row. With `neg_log_q` the per-negative factor |I| = 1 / Q_uniform is replaced by the importance weight
-    1 / Q(v_i) of the proposal that really drew v_i, i.e. R_hat = (|I| + sum_i phi(g_i) / Q(v_i)) / L, which is
-    eq. 24 exactly when Q is uniform. The log is returned because W_alpha and w_alpha are functions of log R and the
-    exponential kernel would overflow R itself.
+    R_hat = |I| / |I'| * (1 + sum_{i in I', v_i != v} phi(S_i - S_pos)) with |I'| = L, the number of negatives
+    drawn for the row; `hit_mask` [B, L] marks the draws equal to the positive v (accidental hits), which eq. 24
+    leaves out of the sum while |I'| still counts them. With `neg_log_q` the per-negative factor |I| = 1 / Q_uniform
+    is replaced by the importance weight 1 / Q(v_i) of the proposal that really drew v_i, i.e.
+    R_hat = (|I| + sum_i phi(g_i) / Q(v_i)) / L, which is eq. 24 exactly when Q is uniform. The log is returned
+    because W_alpha and w_alpha are functions of log R and the exponential kernel would overflow R itself.
     """
-    _check_scores(pos_score, neg_score)
-    gaps = neg_score - pos_score.unsqueeze(1)
-    log_n = math.log(num_items)
-    log_l = math.log(neg_score.shape[1])
-    # log of each negative's factor relative to |I|: 0 under eq. 24, log(1 / (|I| Q(v_i))) with importance weights
-    rel = None if neg_log_q is None else (-neg_log_q.detach() - log_n)
+    gaps, rel, hit_mask = _rank_terms(pos_score, neg_score, num_items, neg_log_q, hit_mask)
+    log_scale = math.log(num_items) - math.log(neg_score.shape[1])
     if kernel.log_fn is not None:
-        terms = kernel.log_fn(gaps) if rel is None else kernel.log_fn(gaps) + rel
+        terms = _log_kernel_terms(kernel, gaps, rel, hit_mask)
         zero = torch.zeros_like(pos_score).unsqueeze(1)
-        return log_n - log_l + torch.logsumexp(torch.cat([zero, terms], dim=1), dim=1)
-    values = kernel(gaps) if rel is None else kernel(gaps) * torch.exp(rel)
-    return log_n - log_l + torch.log1p(values.sum(dim=1))
+        return log_scale + torch.logsumexp(torch.cat([zero, terms], dim=1), dim=1)
+    values = _kernel_terms(kernel, gaps, hit_mask)
+    if rel is not None:
+        values = values * torch.exp(rel)
+    return log_scale + torch.log1p(values.sum(dim=1))
+
+
+def _lambda_loss(
+    log_lam: Tensor,
+    pos_score: Tensor,
+    neg_score: Tensor,
+    kernel: Kernel,
+    num_items: int,
+    neg_log_q: Tensor | None,
+    hit_mask: Tensor | None,
+) -> Tensor:
+    """lambda * R_hat_phi2 per row [B] (eq. 23), summed term by term in log space.
+
+    Each term lambda * |I| / L * phi_2(g_i) * factor_i is exp(log lambda + log(|I| / L) + log phi_2(g_i) + ...), so
+    a huge R_hat (exponential kernel) times a tiny lambda never becomes inf * 0: the value is finite whenever it is
+    representable, and each gap's gradient lambda |I| / L phi_2'(g_i) is computed from its own term alone.
+    """
+    gaps, rel, hit_mask = _rank_terms(pos_score, neg_score, num_items, neg_log_q, hit_mask)
+    base = log_lam + math.log(num_items) - math.log(neg_score.shape[1])  # log(lambda |I| / |I'|), [B]
+    if kernel.log_fn is not None:
+        terms = _log_kernel_terms(kernel, gaps, rel, hit_mask)
+        return torch.exp(base) + torch.exp(base.unsqueeze(1) + terms).sum(dim=1)
+    values = _kernel_terms(kernel, gaps, hit_mask)
+    scale = base.unsqueeze(1) if rel is None else base.unsqueeze(1) + rel
+    return torch.exp(base) + (torch.exp(scale) * values).sum(dim=1)
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
@@ -199,6 +255,7 @@ def croloss(
     weight_kernel: str | Kernel | None = None,
     margin: float = 1.0,
     neg_log_q: Tensor | None = None,
+    hit_mask: Tensor | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     """CROLoss W_alpha(R_hat_phi) (eq. 16 with the sampled rank of eq. 24), or its Lambda form (eq. 23).
@@ -207,8 +264,7 @@ def croloss(
         pos_score: [B] scores S(u, v) of the positives.
         neg_score: [B, L] scores of the negatives each positive is compared with. L is |I'| of eq. 24. With the
             paper's shared in-batch negatives (sec. 4.1) the caller draws n items per positive, scores every positive
-            against all B * n of them and passes neg_score of shape [B, B * n]; then |I'| = B * n. Items that happen
-            to equal the row's positive are counted like any other draw (negligible for large catalogues).
+            against all B * n of them and passes neg_score of shape [B, B * n]; then |I'| = B * n.
         kernel: the comparison kernel phi whose gradient drives learning: 'hinge' (uses `margin`), 'sigmoid',
             'exponential', 'softplus' or a `Kernel`. In the Lambda method it is phi_2.
         alpha: the weighting parameter of w_alpha(x) = x^-alpha / Z (eq. 12); any real value, alpha = 1 is the log
@@ -220,6 +276,9 @@ def croloss(
         margin: the hinge margin m (kernel condition iv holds for 0.5 <= m <= 1; the paper uses 5 with tau = 10).
         neg_log_q: optional [B, L] log-probabilities of the proposal that drew the negatives; when given, the rank
             is importance weighted (see `croloss_rank`) instead of assuming uniform draws.
+        hit_mask: optional [B, L] bool, True where the sampled item is the row's positive (an accidental hit, e.g.
+            from `tandem.losses.sampled_softmax.accidental_hits`). Eq. 24 sums over v_i != v only, so these draws add
+            nothing to the rank (nor gradient), while |I'| stays L, the number drawn.
         reduction: 'mean' (default), 'sum' or 'none' (per-row [B]).
 
     Special cases (seed 002, eqs. 17-19), per row, on any set of L negatives: exponential with alpha = 1 is
@@ -237,14 +296,15 @@ def croloss(
     if neg_log_q is not None and neg_log_q.shape != neg_score.shape:
         raise ValueError(f"neg_log_q must match neg_score {tuple(neg_score.shape)}, got {tuple(neg_log_q.shape)}")
     alpha = float(alpha)
-    log_rank = croloss_rank(pos_score, neg_score, phi, num_items, neg_log_q)
     if weight_kernel is None:
+        log_rank = croloss_rank(pos_score, neg_score, phi, num_items, neg_log_q, hit_mask)
         loss = _cdf_from_log(log_rank, alpha, num_items)
     else:
         phi1 = weight_kernel if isinstance(weight_kernel, Kernel) else get_kernel(weight_kernel, margin)
         with torch.no_grad():
-            lam = _density_from_log(croloss_rank(pos_score, neg_score, phi1, num_items, neg_log_q), alpha, num_items)
-        loss = lam * torch.exp(log_rank)
+            log_rank1 = croloss_rank(pos_score, neg_score, phi1, num_items, neg_log_q, hit_mask)
+            log_lam = -alpha * log_rank1 - _log_normaliser(alpha, num_items)  # log w_alpha(R_phi1), eq. 21
+        loss = _lambda_loss(log_lam, pos_score, neg_score, phi, num_items, neg_log_q, hit_mask)
     return _reduce(loss, reduction)
 
 

@@ -6,10 +6,11 @@ per row [B]. The teacher side never carries gradient: every function detaches it
 
 - `sampled_kl` (seed 000, sec. 3.3.2, Theorem 3.1): KL(P_teacher^S || P_student^S) with both score sets corrected
   by -log Q over S; converges a.s. to the full-catalogue KL(P_teacher || P_student) as |S| -> infinity.
-- `corollary_kl_estimate` (Corollary 3.2): log L - H(softmax(Delta)) for Delta = R - M on S drawn from softmax(M).
+- `corollary_kl_estimate` (Corollary 3.2): log L - H(softmax(Delta)) for Delta = R - M on S drawn from softmax(M),
+  with the gradient of the KL (M held fixed where it stands for log Q); distill option 'corollary'.
 - `rank_distill` (RankDistill, Tang & Wang, KDD 2018, ref [41] of seed 000; B.3).
 - `co_distill` (Collaborative Distillation, Lee et al., ICDM 2019, ref [29] of seed 000; B.3).
-- `build_distill_loss(name, **options)` for 'kl', 'rankdistill', 'codistill' and 'none'.
+- `build_distill_loss(name, **options)` for 'kl', 'corollary', 'rankdistill', 'codistill' and 'none'.
 """
 from __future__ import annotations
 
@@ -49,17 +50,33 @@ def sampled_kl(teacher: torch.Tensor, student: torch.Tensor, log_q: torch.Tensor
     return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
 
 
-def corollary_kl_estimate(delta: torch.Tensor) -> torch.Tensor:
-    """log L - H(softmax(Delta)) per row, [B] (Corollary 3.2).
+def corollary_kl_estimate(
+    teacher: torch.Tensor,
+    student: torch.Tensor,
+    log_q: torch.Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Corollary 3.2 of seed 000 per row, [B]: log L - H(softmax(Delta)), Delta = R - M, over S ~ softmax(M).
 
-    `delta` [B, L] = R(i, c) - M(i, c) over L items drawn from the student's own softmax(M(., c)); then this equals
-    `sampled_kl(R, M, log_q=M)` and estimates KL(P_R || P_M). Gradient flows through `delta` as given.
+    When the L items were drawn from the student's own softmax, log Q(i|c) = M(i, c) up to a constant, so the sampled
+    KL needs no separate log Q: P_teacher^S = softmax(R - M) and P_student^S = softmax(M - M) = 1/L, and the KL
+    between them is log L - H(softmax(R - M)). With Q = softmax(M / T) (a sampler with temperature T) log Q is
+    M / T instead. M enters twice and only as the model's scores does it carry gradient: as log Q it is the fixed
+    proposal the items were drawn from. So d loss / d M_j = softmax(M - sg(M) / T)_j - softmax(R - M / T)_j, which
+    is 1/L - P_teacher^S(j) at T = 1 and converges to P_M - P_R, the gradient of KL(P_R || P_M). (Differentiating
+    the closed form through Delta instead gives p_j (log p_j + H), which is not a KL gradient.) `log_q` is unused:
+    the corollary reads log Q off the student's scores. The teacher is detached.
     """
-    if delta.dim() != 2:
-        raise ValueError(f"expected delta [B, L], got {tuple(delta.shape)}")
-    log_p = F.log_softmax(_up(delta), dim=-1)
-    entropy = -(log_p.exp() * log_p).sum(-1)
-    return math.log(delta.shape[-1]) - entropy
+    _check(teacher, student, log_q)
+    if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    teacher = _up(teacher.detach())
+    student = _up(student)
+    proposal = student.detach() / temperature  # log Q(i|c) up to a constant, held fixed
+    log_p_teacher = F.log_softmax(teacher - proposal, dim=-1)
+    log_p_student = F.log_softmax(student - proposal, dim=-1)  # = -log L in value at T = 1, gradient 1/L
+    return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:
@@ -160,6 +177,7 @@ def no_distill(teacher: torch.Tensor, student: torch.Tensor, log_q: torch.Tensor
 
 DISTILL_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "kl": sampled_kl,
+    "corollary": corollary_kl_estimate,
     "rankdistill": rank_distill,
     "codistill": co_distill,
     "none": no_distill,
@@ -169,8 +187,8 @@ DISTILL_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
 def build_distill_loss(name: str, **options: Any) -> DistillLoss:
     """The distillation loss `name` as a function (teacher [B, L], student [B, L], log_q [B, L]) -> [B].
 
-    Options are the keyword arguments of `rank_distill` / `co_distill` ('kl' and 'none' take none); an unknown
-    name or option raises ValueError naming it.
+    Options are the keyword arguments of `rank_distill` / `co_distill` / `corollary_kl_estimate` ('temperature',
+    the sampler's T); 'kl' and 'none' take none. An unknown name or option raises ValueError naming it.
     """
     import inspect
 

@@ -2,16 +2,18 @@
 
 The pairwise losses average over the L negatives of a row rather than summing (eqs. 2 and 4 sum): the value then
 does not grow with the number of negatives, so changing n does not change the effective learning rate. With
-`tandem.losses.croloss` at alpha = 0 they differ from CROLoss only by a constant (eqs. 18-19).
+`tandem.losses.croloss` at alpha = 0 they differ from CROLoss only by a constant (eqs. 18-19). Every loss takes
+`hit_mask` [B, L] (True where a sampled negative is the row's own positive): those draws are left out, and the mean
+is over the remaining negatives (0 for a row with none).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from tandem.losses.sampled_softmax import sampled_softmax
+from tandem.losses.sampled_softmax import check_hit_mask, sampled_softmax
 
-__all__ = ["bpr", "triplet", "softmax_ce"]
+__all__ = ["bpr", "triplet", "softmax_ce", "masked_mean"]
 
 
 def _gaps(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -20,20 +22,34 @@ def _gaps(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return neg - pos.unsqueeze(1)
 
 
-def bpr(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, hit_mask: torch.Tensor | None) -> torch.Tensor:
+    """Row means [B] of `values` [B, L] over the entries that are not accidental hits (0 where none is left)."""
+    hit_mask = check_hit_mask(hit_mask, values)
+    if hit_mask is None:
+        return values.mean(dim=1)
+    keep = ~hit_mask
+    total = values.masked_fill(hit_mask, 0.0).sum(dim=1)
+    return total / keep.sum(dim=1).clamp_min(1).to(values.dtype)
+
+
+def bpr(pos: torch.Tensor, neg: torch.Tensor, hit_mask: torch.Tensor | None = None) -> torch.Tensor:
     """BPR loss per row [B]: mean_i -log sigmoid(S_pos - S_i) = mean_i softplus(S_i - S_pos) (eq. 4 / L).
 
-    Written through softplus, which is exact and stable for large gaps of either sign.
+    Written through softplus, which is exact and stable for large gaps of either sign. Accidental hits
+    (`hit_mask`) are left out of the mean.
     """
-    return F.softplus(_gaps(pos, neg)).mean(dim=1)
+    return masked_mean(F.softplus(_gaps(pos, neg)), hit_mask)
 
 
-def triplet(pos: torch.Tensor, neg: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+def triplet(
+    pos: torch.Tensor, neg: torch.Tensor, margin: float = 1.0, hit_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Triplet loss per row [B] with the user as anchor: mean_i (S_i - S_pos + margin)_+ (eq. 2 / L).
 
     The margin enlarges the gap required between the positive and each negative before the pair stops contributing.
+    Accidental hits (`hit_mask`) are left out of the mean.
     """
-    return F.relu(_gaps(pos, neg) + margin).mean(dim=1)
+    return masked_mean(F.relu(_gaps(pos, neg) + margin), hit_mask)
 
 
 def softmax_ce(
@@ -41,6 +57,7 @@ def softmax_ce(
     neg: torch.Tensor,
     pos_log_q: torch.Tensor | None = None,
     neg_log_q: torch.Tensor | None = None,
+    hit_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sampled softmax cross-entropy per row [B] (eq. 1), log-Q corrected when the log-probabilities are given.
 
@@ -49,4 +66,4 @@ def softmax_ce(
     distribution it was drawn from (see `tandem.losses.sampled_softmax`).
     """
     _gaps(pos, neg)
-    return sampled_softmax(pos, neg, pos_log_q, neg_log_q)
+    return sampled_softmax(pos, neg, pos_log_q, neg_log_q, hit_mask=hit_mask)

@@ -1,7 +1,8 @@
 """Retriever losses by name, all behind one call signature so any scheme can use any of them with any sampler.
 
     loss = build_loss("croloss", num_items=N, alpha=1.2)
-    per_row = loss(pos_score [B], neg_score [B, L], pos_log_q [B], neg_log_q [B, L], rank_estimate=None)  # [B]
+    per_row = loss(pos_score [B], neg_score [B, L], pos_log_q [B], neg_log_q [B, L], rank_estimate=None,
+                   hit_mask=None)  # [B]; hit_mask [B, L] True where a negative is the row's positive
 
 A scheme reads two attributes before drawing negatives: `shares_negatives` (score every positive against the whole
 batch's B * n sampled items, neg_score [B, B * n], as CROLoss does in seed 002 sec. 4.1) and `needs_rank_estimate`
@@ -26,7 +27,10 @@ Tensor = torch.Tensor
 
 class RetrieverLoss:
     """A named retriever loss: `(pos_score [B], neg_score [B, L], pos_log_q [B], neg_log_q [B, L], *,
-    rank_estimate=None) -> [B]` per-row losses (reduce them yourself, e.g. `.mean()`).
+    rank_estimate=None, hit_mask=None) -> [B]` per-row losses (reduce them yourself, e.g. `.mean()`).
+
+    `hit_mask` [B, L] (bool, True where the sampled negative is the row's own positive, see
+    `tandem.losses.sampled_softmax.accidental_hits`) leaves those accidental hits out of every loss.
 
     Attributes:
         name: the registry name it was built from.
@@ -58,6 +62,7 @@ class RetrieverLoss:
         neg_log_q: Tensor | None = None,
         *,
         rank_estimate: Tensor | None = None,
+        hit_mask: Tensor | None = None,
     ) -> Tensor:
         if pos_score.dim() != 1 or neg_score.dim() != 2 or pos_score.shape[0] != neg_score.shape[0]:
             raise ValueError(
@@ -69,9 +74,14 @@ class RetrieverLoss:
                 f"loss {self.name!r}: neg_log_q must match neg_score {tuple(neg_score.shape)}, "
                 f"got {tuple(neg_log_q.shape)}"
             )
+        if hit_mask is not None and hit_mask.shape != neg_score.shape:
+            raise ValueError(
+                f"loss {self.name!r}: hit_mask must match neg_score {tuple(neg_score.shape)}, "
+                f"got {tuple(hit_mask.shape)}"
+            )
         if self.needs_rank_estimate and rank_estimate is None:
             raise ValueError(f"loss {self.name!r} needs rank_estimate [B] (the rank of each positive)")
-        return self._fn(pos_score, neg_score, pos_log_q, neg_log_q, rank_estimate)
+        return self._fn(pos_score, neg_score, pos_log_q, neg_log_q, rank_estimate, hit_mask)
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
@@ -85,24 +95,28 @@ def _need_neg_log_q(name: str, neg_log_q: Tensor | None) -> Tensor:
 
 
 def _softmax(num_items: int) -> RetrieverLoss:
-    def fn(pos, neg, pos_q, neg_q, rank):
+    def fn(pos, neg, pos_q, neg_q, rank, hits):
         if (pos_q is None) != (neg_q is None):
             raise ValueError("loss 'softmax' needs both pos_log_q and neg_log_q (or neither, for no correction)")
-        return softmax_ce(pos, neg, pos_q, neg_q)
+        return softmax_ce(pos, neg, pos_q, neg_q, hit_mask=hits)
 
     return RetrieverLoss("softmax", fn, {})
 
 
 def _softmax_noq(num_items: int) -> RetrieverLoss:
-    return RetrieverLoss("softmax-noq", lambda pos, neg, pos_q, neg_q, rank: softmax_ce(pos, neg), {})
+    return RetrieverLoss("softmax-noq", lambda pos, neg, pos_q, neg_q, rank, hits: softmax_ce(pos, neg, hit_mask=hits),
+                         {})
 
 
 def _bpr(num_items: int) -> RetrieverLoss:
-    return RetrieverLoss("bpr", lambda pos, neg, pos_q, neg_q, rank: bpr(pos, neg), {})
+    return RetrieverLoss("bpr", lambda pos, neg, pos_q, neg_q, rank, hits: bpr(pos, neg, hit_mask=hits), {})
 
 
 def _triplet(num_items: int, margin: float = 1.0) -> RetrieverLoss:
-    return RetrieverLoss("triplet", lambda pos, neg, pos_q, neg_q, rank: triplet(pos, neg, margin), {"margin": margin})
+    def fn(pos, neg, pos_q, neg_q, rank, hits):
+        return triplet(pos, neg, margin, hit_mask=hits)
+
+    return RetrieverLoss("triplet", fn, {"margin": margin})
 
 
 def _croloss_factory(name: str, default_weight_kernel: str | None, default_kernel: str, default_alpha: float):
@@ -123,10 +137,10 @@ def _croloss_factory(name: str, default_weight_kernel: str | None, default_kerne
         if weight_kernel is None and kernel == "step":
             raise ValueError("kernel 'step' has no gradient; it is allowed only as weight_kernel")
 
-        def fn(pos, neg, pos_q, neg_q, rank):
+        def fn(pos, neg, pos_q, neg_q, rank, hits):
             return croloss(
                 pos, neg, kernel=kernel, alpha=alpha, num_items=num_items, weight_kernel=weight_kernel,
-                margin=margin, neg_log_q=neg_q if log_q_correction else None, reduction="none",
+                margin=margin, neg_log_q=neg_q if log_q_correction else None, hit_mask=hits, reduction="none",
             )
 
         options = {"kernel": kernel, "alpha": alpha, "margin": margin, "weight_kernel": weight_kernel,
@@ -137,15 +151,16 @@ def _croloss_factory(name: str, default_weight_kernel: str | None, default_kerne
 
 
 def _adasir(num_items: int, pairwise: str = "bpr", margin: float = 1.0) -> RetrieverLoss:
-    def fn(pos, neg, pos_q, neg_q, rank):
-        return adasir(pos, neg, _need_neg_log_q("adasir", neg_q), pairwise=pairwise, margin=margin)
+    def fn(pos, neg, pos_q, neg_q, rank, hits):
+        return adasir(pos, neg, _need_neg_log_q("adasir", neg_q), pairwise=pairwise, margin=margin, hit_mask=hits)
 
     return RetrieverLoss("adasir", fn, {"pairwise": pairwise, "margin": margin})
 
 
 def _adasir_w(num_items: int, pairwise: str = "bpr", margin: float = 1.0) -> RetrieverLoss:
-    def fn(pos, neg, pos_q, neg_q, rank):
-        return adasir_w(pos, neg, _need_neg_log_q("adasir-w", neg_q), rank, pairwise=pairwise, margin=margin)
+    def fn(pos, neg, pos_q, neg_q, rank, hits):
+        return adasir_w(pos, neg, _need_neg_log_q("adasir-w", neg_q), rank, pairwise=pairwise, margin=margin,
+                        hit_mask=hits)
 
     return RetrieverLoss("adasir-w", fn, {"pairwise": pairwise, "margin": margin}, needs_rank_estimate=True)
 
@@ -178,7 +193,8 @@ def build_loss(name: str, *, num_items: int, **options: Any) -> RetrieverLoss:
       croloss      kernel ['softplus'], alpha [1.0], margin [1.0], shared_negatives [True], log_q_correction
                    [False], weight_kernel [None] (seed 002 eqs. 16, 24)
       croloss-lambda  as croloss, with weight_kernel ['sigmoid'] (phi_1; 'step' allowed) (seed 002 eqs. 21-23)
-      adasir       pairwise ['bpr' | 'triplet'], margin [1.0] (seed 003 eq. 1); needs neg_log_q of the static proposal
+      adasir       pairwise ['bpr' | 'triplet'], margin [1.0] (seed 003 eq. 1); needs neg_log_q = log w(j|c), the
+                   resampling weight the AdaSIR sampler returns with each draw
       adasir-w     as adasir, times J(rank_estimate) (seed 003 eq. 3); needs rank_estimate
 
     An unknown name or option is a ValueError that names it.

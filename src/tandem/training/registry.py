@@ -77,10 +77,19 @@ def make_ranker(config: Config, data: InteractionData, scheme_name: str):
     )
 
 
-def make_distill(name: str):
+def make_distill(name: str, sampler: dict[str, Any] | None = None):
+    """The CoRR distillation loss called `name` (None for 'none').
+
+    'corollary' (seed 000 Corollary 3.2) reads log Q(i|c) off the retriever's scores as M(i, c) / T, so it is built
+    with the temperature T of the configured sampler (1.0 when the sampler has none).
+    """
     from tandem.losses.distill import build_distill_loss
 
-    return None if name == "none" else build_distill_loss(name)
+    if name == "none":
+        return None
+    if name == "corollary":
+        return build_distill_loss(name, temperature=(sampler or {}).get("temperature", 1.0))
+    return build_distill_loss(name)
 
 
 def build_cooperative_scheme(config: Config, data: InteractionData, split: Split) -> Scheme:
@@ -98,7 +107,7 @@ def build_cooperative_scheme(config: Config, data: InteractionData, split: Split
     if name in ("independent", "rankflow"):
         common["loss"] = make_loss(config.loss, data)
     if name == "corr":
-        options["distill"] = make_distill(options.get("distill", "kl"))
+        options["distill"] = make_distill(options.get("distill", "kl"), config.sampler)
     cls = COOPERATIVE[name]
     return call_with_options(cls, common, options, what=f"scheme {name!r}")
 
