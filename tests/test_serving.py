@@ -1,19 +1,27 @@
 """Serving: FAISS retrieval with exclusion, the retrieve-then-rank pipeline against a direct computation with the
 scheme, the HTTP service and the `recommend` command, on one tiny trained run."""
+import asyncio
 import json
-import urllib.error
-import urllib.request
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 
+import httpx
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
 from tandem.cli import main
 from tandem.data.splits import histories as history_windows
 from tandem.data.synthetic import markov_interactions
 from tandem.errors import TandemError
 from tandem.serving import ExcludeCSR, ItemIndex, Recommender
-from tandem.serving.http import start_server
+from tandem.serving.http import ServeSettings, create_app, start_server
 
 
 # ---------------------------------------------------------------------------------------------- the index
@@ -182,40 +190,211 @@ def test_unknown_tokens_and_bad_arguments_are_tandem_errors(recommender):
         recommender.recommend(users=[str(recommender.data.user_tokens[0])], k=0)
 
 
-def post(url, body):
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+# ---------------------------------------------------------------------------------------------- the HTTP service
 
 
-def test_http_service(recommender):
-    server, thread = start_server(recommender, port=0)
+@pytest.fixture(scope="module")
+def client(recommender):
+    with TestClient(create_app(recommender, ServeSettings(threads=None, max_k=50, max_users=4, max_history=30,
+                                                          max_body_bytes=4096))) as test_client:
+        yield test_client
+
+
+def test_http_service_answers(client, recommender):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["items"] == recommender.num_items
+    assert health["limits"]["max_k"] == 50 and health["limits"]["max_users"] == 4
+    user, other = (str(token) for token in recommender.data.user_tokens[:2])
+    response = client.post("/recommend", json={"user": user, "k": 4})
+    assert response.status_code == 200
+    assert response.json()["recommendations"] == recommender.recommend(users=[user], k=4)[0]
+    body = client.post("/recommend", json={"users": [user, other], "k": 3}).json()
+    assert len(body["recommendations"]) == 2 and len(body["recommendations"][1]) == 3
+    history = [str(recommender.data.item_tokens[i]) for i in (1, 2, 3)]
+    body = client.post("/recommend", json={"history": history, "k": 3}).json()
+    assert len(body["recommendations"]) == 3
+    body = client.post("/recommend", json={"histories": [history, history[:1]], "k": 2}).json()
+    assert [len(row) for row in body["recommendations"]] == [2, 2]
+    schema = client.get("/openapi.json").json()
+    assert {"/health", "/recommend"} <= set(schema["paths"])
+    assert "RecommendRequest" in schema["components"]["schemas"]
+
+
+JSON = {"Content-Type": "application/json"}
+BAD_REQUESTS = [  # (body, headers, status, words in the error)
+    (b"{not json", JSON, 400, "not valid JSON"),
+    (b"\xff\xfe", JSON, 400, "not valid JSON"),
+    (b"[1, 2]", JSON, 400, "JSON object"),
+    (b"", JSON, 400, "JSON object"),
+    (b'{"user": "nobody"}', JSON, 400, "nobody"),
+    (b'{"history": ["no-such-item"]}', JSON, 400, "no-such-item"),
+    (b'{"k": 3}', JSON, 400, "give 'user'"),
+    (b'{"user": "U", "k": 0}', JSON, 400, "'k'"),
+    (b'{"user": "U", "k": -1}', JSON, 400, "'k'"),
+    (b'{"user": "U", "k": "5"}', JSON, 400, "'k'"),
+    (b'{"user": "U", "k": true}', JSON, 400, "'k'"),
+    (b'{"user": "U", "k": 2.5}', JSON, 400, "'k'"),
+    (b'{"user": "U", "k": 51}', JSON, 400, "at most 50"),
+    (b'{"user": "U", "k": 50000000}', JSON, 400, "at most 50"),
+    (b'{"users": ["U", "U", "U", "U", "U"]}', JSON, 400, "at most 4"),
+    (b'{"history": [' + b", ".join([b'"1"'] * 31) + b"]}", JSON, 400, "at most 30"),
+    (b'{"user": "U", "color": 1}', JSON, 400, "color"),
+    (b'{"user": "U", "users": ["U"]}', JSON, 400, "either"),
+    (b'{"users": "U"}', JSON, 400, "'users'"),
+    (b'{"users": [1.5]}', JSON, 400, "users[0]"),
+    (b'{"histories": [["1"], "2"]}', JSON, 400, "histories[1]"),
+    (b'{"user": "U", "exclude_known": "no"}', JSON, 400, "exclude_known"),
+    (b'{"user": "U"}', {}, 400, "Content-Type: application/json"),
+    (b'{"user": "U"}', {"Content-Type": "text/plain"}, 400, "Content-Type: application/json"),
+    (b'{"users": ["U"]' + b" " * 5000 + b"}", JSON, 413, "over 4096 bytes"),
+]
+
+
+@pytest.mark.parametrize("body, headers, status, message", BAD_REQUESTS)
+def test_http_bad_requests_get_a_json_error(client, recommender, body, headers, status, message):
+    body = body.replace(b'"U"', json.dumps(str(recommender.data.user_tokens[0])).encode())
+    response = client.post("/recommend", content=body, headers=headers)
+    assert response.status_code == status
+    assert message in response.json()["error"] and "\n" not in response.json()["error"]
+
+
+def test_http_wrong_path_and_method(client):
+    assert client.get("/nowhere").status_code == 404 and "no such endpoint" in client.get("/nowhere").json()["error"]
+    response = client.get("/recommend")
+    assert response.status_code == 405 and "POST /recommend" in response.json()["error"]
+
+
+def test_merged_queries_answer_as_alone(recommender):
+    users = [str(token) for token in recommender.data.user_tokens[:6]]
+    queries = [recommender.parse(users=users[:2], k=3), recommender.parse(users=users[2:3], k=7),
+               recommender.parse(users=users[3:], k=5), recommender.parse(users=users[:1], k=3, exclude_known=False)]
+    merged = recommender.run(queries)
+    for query, (chunk, k, exclude) in zip(merged, [(users[:2], 3, True), (users[2:3], 7, True), (users[3:], 5, True),
+                                                   (users[:1], 3, False)]):
+        alone = recommender.recommend(users=chunk, k=k, exclude_known=exclude)
+        assert [[e["item"] for e in row] for row in query] == [[e["item"] for e in row] for row in alone]
+        np.testing.assert_allclose([[e["score"] for e in row] for row in query],
+                                   [[e["score"] for e in row] for row in alone], rtol=1e-5, atol=1e-6)
+
+
+class FakeQuery:
+    def __init__(self, users, k):
+        self.users, self.k, self.rows, self.key = users, k, len(users), ("users", k)
+
+
+class SlowRecommender:
+    """`parse` / `run` / `info` like a Recommender; the user "slow" takes `delay` seconds to answer."""
+
+    num_items = 1
+
+    def __init__(self, delay=1.0):
+        self.delay, self.calls = delay, []
+
+    def info(self):
+        return {"items": 1}
+
+    def parse(self, users=None, histories=None, k=10, exclude_known=True):
+        if users is None:
+            raise TandemError("give users")
+        return FakeQuery(users, k)
+
+    def run(self, queries):
+        self.calls.append([user for query in queries for user in query.users])
+        if any("slow" in query.users for query in queries):
+            time.sleep(self.delay)
+        return [[[{"item": user, "score": 1.0, "retriever_score": 1.0}] for user in query.users] for query in queries]
+
+
+def test_a_slow_request_does_not_hold_up_the_others():
+    """Two workers, no lock: a fast request sent while a slow one runs is answered at once."""
+    fake = SlowRecommender(delay=1.5)
+    app = create_app(fake, ServeSettings(threads=None, workers=2))
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            slow = asyncio.create_task(http.post("/recommend", json={"user": "slow"}))
+            await asyncio.sleep(0.2)
+            began = time.perf_counter()
+            fast = await http.post("/recommend", json={"user": "fast"})
+            fast_seconds = time.perf_counter() - began
+            return (await slow), fast, fast_seconds
+
+    slow, fast, fast_seconds = asyncio.run(scenario())
+    assert slow.status_code == fast.status_code == 200
+    assert fast.json()["recommendations"] == [{"item": "fast", "score": 1.0, "retriever_score": 1.0}]
+    assert fast_seconds < 1.0
+
+
+def test_waiting_requests_are_merged_into_one_model_call():
+    fake = SlowRecommender(delay=0.5)
+    app = create_app(fake, ServeSettings(threads=None, workers=1, max_batch_rows=8))
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            slow = asyncio.create_task(http.post("/recommend", json={"user": "slow"}))
+            await asyncio.sleep(0.1)
+            waiting = [http.post("/recommend", json={"user": f"u{i}"}) for i in range(5)]
+            return await asyncio.gather(slow, *waiting)
+
+    responses = asyncio.run(scenario())
+    assert all(response.status_code == 200 for response in responses)
+    assert [response.json()["recommendations"][0]["item"] for response in responses[1:]] == [f"u{i}" for i in range(5)]
+    assert fake.calls == [["slow"], [f"u{i}" for i in range(5)]]
+
+
+def test_timeout_gives_504():
+    app = create_app(SlowRecommender(delay=1.0), ServeSettings(threads=None, timeout_s=0.2))
+    with TestClient(app) as test_client:
+        response = test_client.post("/recommend", json={"user": "slow"})
+    assert response.status_code == 504 and "0.2 s" in response.json()["error"]
+
+
+def test_graceful_shutdown_finishes_requests_in_flight():
+    handle = start_server(SlowRecommender(delay=1.0), settings=ServeSettings(threads=None, graceful_s=5))
+    result = {}
+    request = threading.Thread(target=lambda: result.update(
+        response=httpx.post(handle.url + "/recommend", json={"user": "slow"}, timeout=10)))
+    request.start()
+    time.sleep(0.3)
+    handle.stop()
+    request.join(10)
+    assert result["response"].status_code == 200 and not handle.thread.is_alive()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(handle.url + "/health", timeout=2)
+
+
+def test_tandem_serve_command(run_dir):
+    """`tandem serve` in its own process: prints its URL, answers, and exits 0 on SIGTERM after a clean stop."""
+    process = subprocess.Popen([sys.executable, "-m", "tandem.cli", "serve", str(run_dir), "--port", "0", "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        with urllib.request.urlopen(server.url + "/health", timeout=10) as response:
-            health = json.loads(response.read())
-        assert response.status == 200 and health["status"] == "ok" and health["items"] == recommender.num_items
-        user = str(recommender.data.user_tokens[0])
-        status, body = post(server.url + "/recommend", {"user": user, "k": 4})
-        assert status == 200 and body["recommendations"] == recommender.recommend(users=[user], k=4)[0]
-        status, body = post(server.url + "/recommend", {"users": [user, str(recommender.data.user_tokens[1])], "k": 3})
-        assert status == 200 and len(body["recommendations"]) == 2 and len(body["recommendations"][1]) == 3
-        history = [str(recommender.data.item_tokens[i]) for i in (1, 2, 3)]
-        status, body = post(server.url + "/recommend", {"history": history, "k": 3})
-        assert status == 200 and len(body["recommendations"]) == 3
-        for bad, message in [(b"{not json", "JSON"), ({"user": "nobody"}, "nobody"), ({"k": 3}, "user"),
-                             ({"user": user, "k": -1}, "k"), ({"user": user, "color": 1}, "color")]:
-            status, body = post(server.url + "/recommend", bad)
-            assert status == 400 and message in body["error"]
-        status, _ = post(server.url + "/nowhere", {})
-        assert status == 404
+        line = process.stdout.readline()
+        assert line.startswith("serving http://127.0.0.1:"), line + process.stderr.read()
+        url = line.split()[1]
+        assert httpx.get(url + "/health", timeout=10).json()["status"] == "ok"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert "stopped on SIGTERM" in process.stderr.read()
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        if process.poll() is None:
+            process.kill()
+
+
+def test_serve_refuses_bad_options_with_one_line(run_dir, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["serve", str(run_dir), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot listen" in err and err.count("\n") == 1
+    for bad in (["--timeout", "0"], ["--workers", "0"], ["--port", "70000"], ["--max-k", "-3"]):
+        with pytest.raises(SystemExit) as stop:
+            main(["serve", str(run_dir), *bad])
+        assert stop.value.code == 2
 
 
 def test_cli_recommend(run_dir, recommender, capsys):

@@ -76,10 +76,25 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from tandem.serving.http import serve
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
 
-    serve(_load(args), args.host, args.port, quiet=args.quiet)
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tandem.serving.http import ServeSettings, bind, serve
+
+    settings = ServeSettings(max_k=args.max_k, max_users=args.max_users, max_history=args.max_history,
+                             timeout_s=args.timeout, workers=args.workers, threads=args.threads,
+                             max_batch_rows=args.max_batch_rows, max_connections=args.max_connections)
+    settings.check()
+    bind(args.host, args.port).close()  # a port in use fails now, before the run is loaded
+    serve(_load(args), args.host, args.port, quiet=args.quiet, settings=settings)
     return 0
 
 
@@ -105,10 +120,26 @@ def add_serving_commands(subparsers: Any) -> None:
     _index_options(recommend)
     recommend.set_defaults(handler=cmd_recommend)
 
-    serve = subparsers.add_parser("serve", help="JSON HTTP service: GET /health, POST /recommend")
+    serve = subparsers.add_parser(
+        "serve", help="JSON HTTP service (FastAPI on uvicorn): GET /health, POST /recommend, GET /docs")
     serve.add_argument("run_dir")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--quiet", action="store_true", help="no request log on stderr")
+    limits = serve.add_argument_group("limits and concurrency")
+    limits.add_argument("--max-k", type=_positive, default=500, help="largest k a request may ask (default 500)")
+    limits.add_argument("--max-users", type=_positive, default=100,
+                        help="most users or histories in one request (default 100)")
+    limits.add_argument("--max-history", type=_positive, default=1000,
+                        help="most items in one given history (default 1000)")
+    limits.add_argument("--timeout", type=_seconds, default=10.0,
+                        help="seconds before a request gets 504 (default 10)")
+    limits.add_argument("--workers", type=_positive, default=2, help="inference threads (default 2)")
+    limits.add_argument("--threads", type=_positive, default=1,
+                        help="torch / FAISS threads per inference call (default 1)")
+    limits.add_argument("--max-batch-rows", type=_positive, default=32,
+                        help="rows of waiting requests merged into one model call (default 32; 1: no merging)")
+    limits.add_argument("--max-connections", type=_positive, default=1024,
+                        help="connections and requests at once; beyond, 503 (default 1024)")
     _index_options(serve)
     serve.set_defaults(handler=cmd_serve)

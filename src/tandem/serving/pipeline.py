@@ -15,6 +15,7 @@ All contexts of one call go through the models together, in chunks of `train.eva
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,6 +46,27 @@ def uses_users(module: nn.Module | None) -> bool:
 def _quoted(tokens: Sequence[Any], limit: int = 10) -> str:
     shown = ", ".join(repr(str(token)) for token in list(tokens)[:limit])
     return shown + (f" and {len(tokens) - limit} more" if len(tokens) > limit else "")
+
+
+@dataclass
+class Query:
+    """A checked request as ids: users [B] and/or histories (B arrays), k, and the candidate count it needs.
+
+    Queries with equal `key` can share one model call: same kind of context, same exclusion, same cutoff."""
+
+    user_ids: np.ndarray | None
+    history_ids: list[np.ndarray] | None
+    k: int
+    exclude_known: bool
+    cutoff: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.user_ids) if self.user_ids is not None else len(self.history_ids or ())
+
+    @property
+    def key(self) -> tuple[bool, bool, bool, int]:
+        return (self.user_ids is not None, self.history_ids is not None, self.exclude_known, self.cutoff)
 
 
 def _ranges_csr(items: np.ndarray, begin: np.ndarray, end: np.ndarray) -> ExcludeCSR:
@@ -140,6 +162,11 @@ class Recommender:
         re-ranking score (the retriever's own for a retriever-only run). A row has fewer than k entries only when
         fewer than k items are left after exclusion.
         """
+        return self.run([self.parse(users, histories, k, exclude_known)])[0]
+
+    def parse(self, users: Sequence[str] | None = None, histories: Sequence[Sequence[str]] | None = None,
+              k: int = 10, exclude_known: bool = True) -> "Query":
+        """Check a request and turn its raw tokens into ids (no model call); bad input is a TandemError."""
         if isinstance(users, str):
             users = [users]
         if users is None and histories is None:
@@ -165,22 +192,46 @@ class Recommender:
             history_ids = [self.item_ids_of(history) for history in histories]
             if user_ids is None and self.needs_user:
                 raise TandemError("this run's models use the user id or user features: give a known user with the history")
-        rows = len(user_ids) if user_ids is not None else len(history_ids)
-        output: list[list[dict[str, Any]]] = []
-        for begin in range(0, rows, self.batch_size):
-            window = slice(begin, min(rows, begin + self.batch_size))
-            items, scores, retriever_scores = self.recommend_ids(
-                user_ids[window] if user_ids is not None else None,
-                history_ids[window] if history_ids is not None else None,
-                k, exclude_known,
-            )
-            for row_items, row_scores, row_retriever in zip(items, scores, retriever_scores):
-                output.append([
-                    {"item": self.item_names[item], "score": float(score), "retriever_score": float(retrieved)}
-                    for item, score, retrieved in zip(row_items, row_scores, row_retriever)
-                    if item > 0
-                ])
-        return output
+        cutoff = min(self.num_items, max(self.retrieval_cutoff, int(k)))
+        return Query(user_ids, history_ids, int(k), bool(exclude_known), cutoff)
+
+    def run(self, queries: Sequence["Query"]) -> list[list[list[dict[str, Any]]]]:
+        """Answer parsed queries, one list of rows per query. Queries with the same `key` go through the models
+        together (in chunks of `batch_size` rows), others one key after another; each row's answer is the one it
+        gets alone, up to batched float arithmetic."""
+        answers: list[list[list[dict[str, Any]]] | None] = [None] * len(queries)
+        groups: dict[tuple, list[int]] = {}
+        for position, query in enumerate(queries):
+            groups.setdefault(query.key, []).append(position)
+        for positions in groups.values():
+            group = [queries[position] for position in positions]
+            k = max(query.k for query in group)
+            user_ids = (np.concatenate([query.user_ids for query in group])
+                        if group[0].user_ids is not None else None)
+            history_ids = ([history for query in group for history in query.history_ids]
+                           if group[0].history_ids is not None else None)
+            rows = sum(query.rows for query in group)
+            flat: list[list[dict[str, Any]]] = []
+            for begin in range(0, rows, self.batch_size):
+                window = slice(begin, min(rows, begin + self.batch_size))
+                items, scores, retriever_scores = self.recommend_ids(
+                    user_ids[window] if user_ids is not None else None,
+                    history_ids[window] if history_ids is not None else None,
+                    k, group[0].exclude_known,
+                )
+                names = self.item_names
+                for row_items, row_scores, row_retriever in zip(items.tolist(), scores.tolist(),
+                                                                retriever_scores.tolist()):
+                    flat.append([
+                        {"item": names[item], "score": score, "retriever_score": retrieved}
+                        for item, score, retrieved in zip(row_items, row_scores, row_retriever)
+                        if item > 0
+                    ])
+            begin = 0
+            for position, query in zip(positions, group):
+                answers[position] = [row[:query.k] for row in flat[begin:begin + query.rows]]
+                begin += query.rows
+        return answers  # type: ignore[return-value]
 
     def batch(self, user_ids: np.ndarray | None, history_ids: Sequence[np.ndarray] | None) -> Batch:
         """The models' batch: `user` [B] and, for the sequential task, `history` [B, max_seq_len] (left-padded)."""
@@ -211,7 +262,7 @@ class Recommender:
                     for r in range(rows)]
         return list(history_ids)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def recommend_ids(self, user_ids: np.ndarray | None, history_ids: Sequence[np.ndarray] | None, k: int,
                       exclude_known: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Item ids [B, k] (0 = none left), final scores [B, k] and retriever scores [B, k], best first."""
