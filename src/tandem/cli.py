@@ -61,6 +61,21 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from tandem.experiments.runner import run_experiment
+    from tandem.experiments.spec import load_spec
+
+    spec = load_spec(args.spec)
+    out = Path(args.out) if args.out else Path("benchmarks/results") / spec.name
+    methods = [m for m in args.methods.split(",") if m] if args.methods else None
+    try:
+        run_experiment(spec, out, seeds=args.seeds, methods=methods)
+    except ValueError as error:
+        raise TandemError(str(error)) from None
+    print((out / "table.md").read_text())
+    return 0
+
+
 def run_bench_samplers(argv: list[str]) -> int:
     """`tandem bench samplers ARGS`: the sampler benchmark owns its arguments (see `--help`)."""
     from tandem.sampling.bench import main as bench_main
@@ -83,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    experiment = commands.add_parser(
+        "experiment", help="run every method of a table over seeds to early stopping (resumable), with significance")
+    experiment.add_argument("spec", help="experiment spec YAML (see experiments/)")
+    experiment.add_argument("--seeds", type=int, help="number of seeds (default: the spec's list)")
+    experiment.add_argument("--out", help="output directory (default benchmarks/results/<spec name>)")
+    experiment.add_argument("--methods", help="comma-separated subset of the spec's methods")
+    experiment.set_defaults(handler=cmd_experiment)
 
     data = commands.add_parser("data", help="dataset utilities")
     data_commands = data.add_subparsers(dest="data_command", required=True)

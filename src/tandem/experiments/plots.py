@@ -40,3 +40,21 @@ def sweep_plot(
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+def bar_plot(path: str | Path, labels: Sequence[str], means: Sequence[float], stds: Sequence[float],
+             y_label: str, title: str) -> Path:
+    """One bar per method with its standard deviation over seeds; returns the written path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(max(4.0, 0.9 * len(labels) + 1.5), 3.6), dpi=120)
+    axis.bar(range(len(labels)), list(means), yerr=list(stds), capsize=3, color="#4C72B0")
+    axis.set_xticks(range(len(labels)))
+    axis.set_xticklabels(list(labels), rotation=30, ha="right")
+    axis.set_ylabel(y_label)
+    axis.set_title(title)
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -1,6 +1,7 @@
 """Cooperative schemes: a retriever and a ranker trained together (seed 000 sec. 3 and its baselines, B.1).
 
-- `independent`: each model alone; retriever on its sampler, ranker on uniform negatives.
+- `independent`: each model alone; retriever on its sampler, ranker on uniform negatives (binary cross-entropy by
+  default, as the authors' code trains it).
 - `corr`: Algorithm 1. Negatives S ~ Q(.|c) from the retriever's sampler, shared by both models; both use the
   log-Q corrected sampled softmax; the retriever also distils the ranker through the sampled KL divergence. The
   ranker's loss sends no gradient into the retriever (negatives and log Q are drawn without gradient) and the
@@ -9,6 +10,12 @@
   tutor-learning flow (the retriever learns to put the ranker's best candidates first).
 - `icc`: joint cascade: the final score is a weighted sum of the stages' scores, the earlier stage weighted more,
   and the sum is trained end to end (plus the retriever's own loss so it stays a usable retriever).
+
+tandem's own options, off by default so that each scheme stays the paper's: `fusion` (the final order is a blend
+of both stages' standardised scores, its weight chosen on validation; the blend with weight 0 is the retriever's
+own order, so a fused pipeline is never worse than its retriever on validation), and for CoRR `distill_warmup`
+(the KL weight ramps up over the first epochs) and `distill_gate` (distil only while the ranker's validation
+pipeline beats the retriever alone).
 """
 from __future__ import annotations
 
@@ -16,9 +23,12 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from tandem.data.splits import EvalSet
-from tandem.evaluation import evaluate_batches, full_ranking_metrics, two_stage_metrics
+from tandem.data.splits import EvalSet, TrainSet
+from tandem.evaluation import evaluate_batches, full_ranking_metrics
+from tandem.evaluation.metrics import metrics_from_ranks
+from tandem.evaluation.ranking import masked_scores
 from tandem.losses.sampled_softmax import sampled_softmax
 from tandem.models.retrievers.base import Retriever
 from tandem.sampling.base import Sampler
@@ -26,75 +36,251 @@ from tandem.sampling.static import UniformSampler
 from tandem.training.schemes import Batch, LossFn, Scheme, draw_negatives, retriever_loss
 
 DistillFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+RankBatch = Callable[[Batch, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+FUSION_GRID = tuple(round(0.1 * step, 1) for step in range(11))  # weight of the ranker; 0 = retriever's order
+RANKER_LOSSES = ("softmax", "bce")
+
+
+def standardise(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-row z-scores of `scores` [B, K] over the `valid` entries (others come out as 0)."""
+    weights = valid.to(scores.dtype)
+    count = weights.sum(1, keepdim=True).clamp_min(1.0)
+    clean = torch.where(valid, scores, torch.zeros_like(scores))
+    mean = clean.sum(1, keepdim=True) / count
+    var = (((clean - mean) * weights) ** 2).sum(1, keepdim=True) / count
+    return torch.where(valid, (clean - mean) / var.sqrt().clamp_min(1e-6), torch.zeros_like(scores))
+
+
+def fuse(retriever_scores: torch.Tensor, ranker_scores: torch.Tensor, valid: torch.Tensor,
+         weight: float) -> torch.Tensor:
+    """(1 - w) z(retriever) + w z(ranker); w = 1 is the ranker's order, w = 0 the retriever's."""
+    if weight >= 1.0:
+        return ranker_scores
+    return (1.0 - weight) * standardise(retriever_scores, valid) + weight * standardise(ranker_scores, valid)
+
+
+def candidate_ranks(final: torch.Tensor, order: torch.Tensor, valid: torch.Tensor,
+                    targets: torch.Tensor) -> torch.Tensor:
+    """0-based rank [B, T] of each target among the candidates `order` [B, K] re-sorted by `final` [B, K];
+    ties keep the retrieval order (stable sort); a target outside the valid candidates has rank +inf."""
+    final = torch.where(valid, final.float(), torch.full_like(final.float(), float("-inf")))
+    resort = torch.argsort(final, dim=1, descending=True, stable=True)
+    items = order.gather(1, resort)
+    ok = valid.gather(1, resort)
+    match = (items.unsqueeze(1) == targets.unsqueeze(2)) & ok.unsqueeze(1)  # [B, T, K]
+    position = torch.arange(order.shape[1], device=order.device, dtype=torch.float64)
+    return torch.where(match, position, torch.full_like(position, float("inf"))).min(2).values
 
 
 class CooperativeScheme(Scheme):
-    """Shared parts of the schemes that train a ranker too: re-ranking scores and two-stage evaluation."""
+    """Shared parts of the schemes that train a ranker too: re-ranking, fusion, two-stage evaluation."""
 
     cooperative = True
 
     def __init__(self, retriever: Retriever, ranker: nn.Module, sampler: Sampler, num_negatives: int,
-                 refresh: str | int = "epoch") -> None:
+                 refresh: str | int = "epoch", fusion: bool = False) -> None:
         super().__init__(retriever, sampler, num_negatives, refresh, ranker)
+        self.fusion = bool(fusion)
+        # weight of the ranker in the fused final score (chosen on validation when `fusion`); 1 = ranker alone
+        self.register_buffer("fusion_weight", torch.tensor(1.0))
+        # validation lift of the ranker's pipeline over the retriever alone (monitored metric); -inf = unknown
+        self.register_buffer("ranker_lift", torch.tensor(float("-inf")))
+        self.register_buffer("epochs_started", torch.tensor(0))
+
+    def on_epoch_start(self, train: TrainSet) -> None:
+        self.epochs_started += 1
+        super().on_epoch_start(train)
+
+    def second_stage_scores(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
+        """The ranker-stage scores of candidate `items` [B, K] before any fusion (a scheme may override)."""
+        return self.ranker.score(batch, items)
 
     def rerank_scores(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
-        """The second stage's scores of candidate `items` [B, K]: the ranker's, unless a scheme says otherwise."""
-        return self.ranker.score(batch, items)
+        """The final scores of candidate `items` [B, K]: the ranker's, or the fused score when `fusion` is on."""
+        scores = self.second_stage_scores(batch, items)
+        weight = float(self.fusion_weight)
+        if not self.fusion or weight >= 1.0:
+            return scores
+        valid = torch.ones_like(items, dtype=torch.bool)
+        return fuse(self.retriever.score(batch, items), scores, valid, weight)
+
+    def _pipeline_rank_fn(self, cutoffs: tuple[int, ...], retrieval_cutoff: int,
+                          weights: tuple[float, ...] | None) -> RankBatch:
+        """Per-row pipeline metrics; with `weights`, one set per fusion weight, named 'w=<w>|<metric>'."""
+
+        def rank_batch(batch: Batch, targets: torch.Tensor, known: torch.Tensor) -> dict[str, torch.Tensor]:
+            query = self.retriever.query(batch)
+            scores = masked_scores((query @ self.retriever.item_vectors().T).float(), known, targets)
+            k = min(retrieval_cutoff, scores.shape[1] - 1)
+            top = scores.topk(k, dim=1)
+            by_id = torch.argsort(top.indices, dim=1)  # then a stable sort on score: equal scores by smaller id
+            ids, values = top.indices.gather(1, by_id), top.values.gather(1, by_id)
+            order = ids.gather(1, torch.argsort(values, dim=1, descending=True, stable=True))
+            first = scores.gather(1, order)
+            valid = torch.isfinite(first)
+            second = self.second_stage_scores(batch, order).float()
+            if weights is None:
+                final = second if (not self.fusion or float(self.fusion_weight) >= 1.0) else fuse(
+                    first, second, valid, float(self.fusion_weight))
+                return metrics_from_ranks(candidate_ranks(final, order, valid, targets), targets > 0, cutoffs)
+            out: dict[str, torch.Tensor] = {}
+            for weight in weights:
+                ranks = candidate_ranks(fuse(first, second, valid, weight), order, valid, targets)
+                for name, values in metrics_from_ranks(ranks, targets > 0, cutoffs).items():
+                    out[f"w={weight}|{name}"] = values
+            return out
+
+        return rank_batch
+
+    def stage_rank_fns(self, cutoffs: tuple[int, ...], retrieval_cutoff: int = 100) -> dict[str, RankBatch]:
+        """Per-row metric functions of each stage: 'retriever' (full ranking) and 'pipeline' (as evaluated)."""
+        return {
+            "retriever": full_ranking_metrics(self.retriever.score_all, cutoffs),
+            "pipeline": self._pipeline_rank_fn(cutoffs, retrieval_cutoff, None),
+        }
 
     @torch.no_grad()
     def evaluate(self, eval_set: EvalSet, cutoffs: tuple[int, ...], batch_size: int, device: Any = "cpu",
-                 retrieval_cutoff: int = 100, cutoff_sweep: tuple[int, ...] = (), **_: Any) -> dict[str, Any]:
-        """{"retriever": full ranking, "pipeline": retrieve top-K then re-rank, "cutoff_sweep": {K: pipeline}}."""
+                 retrieval_cutoff: int = 100, cutoff_sweep: tuple[int, ...] = (), calibrate: bool = False,
+                 monitor: str = "ndcg@10", **_: Any) -> dict[str, Any]:
+        """{"retriever": full ranking, "pipeline": retrieve top-K then re-rank, "cutoff_sweep": {K: pipeline}}.
+
+        With `calibrate` (validation), also records the ranker's lift over the retriever on `monitor` and, when
+        `fusion` is on, chooses the fusion weight that maximises `monitor`; the result then also holds
+        "pipeline_ranker_only" (the paper's pipeline, ranker order alone) and "fusion": {"weight": w}.
+        """
         self.eval()
-
-        def pipeline(k: int) -> dict[str, float]:
-            metrics = two_stage_metrics(self.retriever.score_all, self.rerank_scores, k, cutoffs)
-            return evaluate_batches(eval_set, metrics, batch_size, device)
-
         result: dict[str, Any] = {
-            "retriever": evaluate_batches(
-                eval_set, full_ranking_metrics(self.retriever.score_all, cutoffs), batch_size, device
-            ),
-            "pipeline": pipeline(retrieval_cutoff),
+            "retriever": evaluate_batches(eval_set, full_ranking_metrics(self.retriever.score_all, cutoffs),
+                                          batch_size, device),
         }
+        if calibrate:
+            grid = FUSION_GRID if self.fusion else (1.0,)
+            table = evaluate_batches(eval_set, self._pipeline_rank_fn(cutoffs, retrieval_cutoff, grid),
+                                     batch_size, device)
+            per_weight = {w: {name.split("|", 1)[1]: value for name, value in table.items()
+                              if name.startswith(f"w={w}|")} for w in grid}
+            ranker_only = per_weight[1.0]
+            self.ranker_lift.fill_(ranker_only[monitor] - result["retriever"][monitor])
+            best = max(grid, key=lambda w: (per_weight[w][monitor], w))  # ties: the larger ranker weight
+            self.fusion_weight.fill_(best)
+            result["pipeline"] = per_weight[best]
+            if self.fusion:
+                result["pipeline_ranker_only"] = ranker_only
+                result["fusion"] = {"weight": best}
+        else:
+            result["pipeline"] = evaluate_batches(
+                eval_set, self._pipeline_rank_fn(cutoffs, retrieval_cutoff, None), batch_size, device)
+            if self.fusion:
+                saved = float(self.fusion_weight)
+                self.fusion_weight.fill_(1.0)
+                result["pipeline_ranker_only"] = evaluate_batches(
+                    eval_set, self._pipeline_rank_fn(cutoffs, retrieval_cutoff, None), batch_size, device)
+                self.fusion_weight.fill_(saved)
+                result["fusion"] = {"weight": saved}
         if cutoff_sweep:
-            result["cutoff_sweep"] = {str(k): pipeline(k) for k in cutoff_sweep}
+            result["cutoff_sweep"] = {
+                str(k): evaluate_batches(eval_set, self._pipeline_rank_fn(cutoffs, k, None), batch_size, device)
+                for k in cutoff_sweep
+            }
         return result
 
 
+def excluded_negatives(batch: Batch, negatives: torch.Tensor, exclude_history: bool) -> torch.Tensor:
+    """[B, L] mask of negatives to leave out: accidental hits (the row's positive drawn as a negative) and, with
+    `exclude_history`, items of the row's history (known items, never candidates at evaluation)."""
+    mask = negatives == batch["item"].unsqueeze(1)
+    if exclude_history and "history" in batch:
+        history = batch["history"]
+        mask |= ((negatives.unsqueeze(2) == history.unsqueeze(1)) & (history.unsqueeze(1) > 0)).any(2)
+    return mask
+
+
+def masked_sampled_softmax(scores: torch.Tensor, pos_log_q: torch.Tensor | None, neg_log_q: torch.Tensor | None,
+                           excluded: torch.Tensor) -> torch.Tensor:
+    """Mean log-Q corrected sampled softmax over [positive | negatives] scores [B, 1 + L], `excluded` negatives
+    left out of the normaliser."""
+    negatives = scores[:, 1:].masked_fill(excluded, float("-inf"))
+    return sampled_softmax(scores[:, 0], negatives, pos_log_q, neg_log_q).mean()
+
+
+def masked_bce(scores: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy: positive -> 1, each kept negative -> 0 (negatives averaged per row)."""
+    positive = F.softplus(-scores[:, 0])
+    kept = (~excluded).to(scores.dtype)
+    negative = (F.softplus(scores[:, 1:]) * kept).sum(1) / kept.sum(1).clamp_min(1.0)
+    return (positive + negative).mean()
+
+
 def ranker_loss(ranker: nn.Module, batch: Batch, negatives: torch.Tensor, neg_log_q: torch.Tensor | None,
-                pos_log_q: torch.Tensor | None) -> torch.Tensor:
-    """Sampled softmax of the ranker over the positive and `negatives` (log-Q corrected when given)."""
+                pos_log_q: torch.Tensor | None, kind: str = "softmax", exclude_history: bool = False) -> torch.Tensor:
+    """The ranker's loss over the positive and `negatives`: log-Q corrected sampled softmax, or BCE."""
     candidates = torch.cat([batch["item"].unsqueeze(1), negatives], dim=1)
     scores = ranker.score(batch, candidates)
-    return sampled_softmax(scores[:, 0], scores[:, 1:], pos_log_q, neg_log_q).mean()
+    excluded = excluded_negatives(batch, negatives, exclude_history)
+    if kind == "bce":
+        return masked_bce(scores, excluded)
+    return masked_sampled_softmax(scores, pos_log_q, neg_log_q, excluded)
+
+
+def _check_ranker_loss(kind: str) -> str:
+    if kind not in RANKER_LOSSES:
+        raise ValueError(f"ranker_loss must be one of {list(RANKER_LOSSES)}, got {kind!r}")
+    return kind
 
 
 class IndependentScheme(CooperativeScheme):
-    """Retriever and ranker each trained alone (B.1); evaluated as a two-stage pipeline."""
+    """Retriever and ranker each trained alone (B.1); evaluated as a two-stage pipeline.
+
+    The ranker sees `num_negatives` uniform negatives and, by default, the binary cross-entropy the authors' code
+    trains it with (`ranker_loss: softmax` for the sampled softmax)."""
 
     def __init__(self, retriever: Retriever, ranker: nn.Module, sampler: Sampler, loss: LossFn, num_negatives: int,
-                 refresh: str | int = "epoch", seed: int = 0) -> None:
-        super().__init__(retriever, ranker, sampler, num_negatives, refresh)
+                 refresh: str | int = "epoch", seed: int = 0, ranker_loss: str = "bce",
+                 ranker_exclude_history: bool = False, fusion: bool = False) -> None:
+        super().__init__(retriever, ranker, sampler, num_negatives, refresh, fusion)
         self.loss = loss
+        self.ranker_loss_kind = _check_ranker_loss(ranker_loss)
+        self.ranker_exclude_history = ranker_exclude_history
         self.ranker_sampler = UniformSampler(retriever.num_items, torch.Generator().manual_seed(seed + 1))
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         negatives, _ = self.ranker_sampler.sample(batch["item"].unsqueeze(1), self.num_negatives)
         return {
             "retriever": retriever_loss(self.retriever, self.sampler, self.loss, self.num_negatives, batch),
-            "ranker": ranker_loss(self.ranker, batch, negatives, None, None),  # uniform Q cancels
+            "ranker": ranker_loss(self.ranker, batch, negatives, None, None,  # uniform Q cancels
+                                  self.ranker_loss_kind, self.ranker_exclude_history),
         }
 
 
 class CoRRScheme(CooperativeScheme):
-    """Algorithm 1 of seed 000."""
+    """Algorithm 1 of seed 000 (with `distill_warmup`, `distill_gate` and `fusion` off, the defaults).
+
+    Accidental hits (a negative equal to the row's positive) are left out of both sampled softmaxes."""
 
     def __init__(self, retriever: Retriever, ranker: nn.Module, sampler: Sampler, num_negatives: int,
-                 distill: DistillFn | None, distill_weight: float = 1.0, refresh: str | int = "epoch") -> None:
-        super().__init__(retriever, ranker, sampler, num_negatives, refresh)
+                 distill: DistillFn | None, distill_weight: float = 1.0, refresh: str | int = "epoch",
+                 distill_warmup: int = 0, distill_gate: bool = False, ranker_exclude_history: bool = False,
+                 fusion: bool = False) -> None:
+        super().__init__(retriever, ranker, sampler, num_negatives, refresh, fusion)
+        if distill_weight < 0 or distill_warmup < 0:
+            raise ValueError("distill_weight and distill_warmup must be >= 0")
         self.distill = distill
         self.distill_weight = distill_weight
+        self.distill_warmup = int(distill_warmup)
+        self.distill_gate = bool(distill_gate)
+        self.ranker_exclude_history = ranker_exclude_history
+
+    def current_distill_weight(self) -> float:
+        """distill_weight, ramped linearly over the first `distill_warmup` epochs, and 0 while the gate is shut
+        (the ranker's last validation pipeline not above the retriever alone)."""
+        weight = self.distill_weight
+        if self.distill_warmup > 0:
+            weight *= min(1.0, float(self.epochs_started) / self.distill_warmup)
+        if self.distill_gate and not float(self.ranker_lift) > 0:
+            weight = 0.0
+        return weight
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         query = self.retriever.query(batch)
@@ -106,13 +292,16 @@ class CoRRScheme(CooperativeScheme):
         candidates = torch.cat([positives.unsqueeze(1), negatives], dim=1)
         retriever_scores = torch.einsum("bd,bld->bl", query, vectors[candidates])
         ranker_scores = self.ranker.score(batch, candidates)
+        hits = excluded_negatives(batch, negatives, False)
+        ranker_excluded = excluded_negatives(batch, negatives, self.ranker_exclude_history)
         losses = {
-            "retriever": sampled_softmax(retriever_scores[:, 0], retriever_scores[:, 1:], pos_log_q, neg_log_q).mean(),
-            "ranker": sampled_softmax(ranker_scores[:, 0], ranker_scores[:, 1:], pos_log_q, neg_log_q).mean(),
+            "retriever": masked_sampled_softmax(retriever_scores, pos_log_q, neg_log_q, hits),
+            "ranker": masked_sampled_softmax(ranker_scores, pos_log_q, neg_log_q, ranker_excluded),
         }
-        if self.distill is not None and self.distill_weight > 0:
+        weight = self.current_distill_weight()
+        if self.distill is not None and weight > 0:
             teacher = ranker_scores[:, 1:].detach()
-            losses["distill"] = self.distill_weight * self.distill(teacher, retriever_scores[:, 1:], neg_log_q).mean()
+            losses["distill"] = weight * self.distill(teacher, retriever_scores[:, 1:], neg_log_q).mean()
         return losses
 
 
@@ -135,8 +324,9 @@ class RankFlowScheme(CooperativeScheme):
     """
 
     def __init__(self, retriever: Retriever, ranker: nn.Module, sampler: Sampler, loss: LossFn, num_negatives: int,
-                 top_k: int = 20, tutor_top: int = 5, tutor_weight: float = 1.0, refresh: str | int = "epoch") -> None:
-        super().__init__(retriever, ranker, sampler, num_negatives, refresh)
+                 top_k: int = 20, tutor_top: int = 5, tutor_weight: float = 1.0, refresh: str | int = "epoch",
+                 fusion: bool = False) -> None:
+        super().__init__(retriever, ranker, sampler, num_negatives, refresh, fusion)
         if tutor_top > top_k:
             raise ValueError(f"tutor_top ({tutor_top}) must not exceed top_k ({top_k})")
         self.loss = loss
@@ -167,8 +357,8 @@ class ICCScheme(CooperativeScheme):
     """
 
     def __init__(self, retriever: Retriever, ranker: nn.Module, sampler: Sampler, num_negatives: int,
-                 retriever_weight: float = 0.7, refresh: str | int = "epoch") -> None:
-        super().__init__(retriever, ranker, sampler, num_negatives, refresh)
+                 retriever_weight: float = 0.7, refresh: str | int = "epoch", fusion: bool = False) -> None:
+        super().__init__(retriever, ranker, sampler, num_negatives, refresh, fusion)
         if not 0.5 < retriever_weight <= 1.0:
             raise ValueError(f"retriever_weight must be in (0.5, 1] (the earlier stage weighs more), got {retriever_weight}")
         self.retriever_weight = retriever_weight
@@ -176,7 +366,7 @@ class ICCScheme(CooperativeScheme):
     def joint_scores(self, retriever_scores: torch.Tensor, ranker_scores: torch.Tensor) -> torch.Tensor:
         return self.retriever_weight * retriever_scores + (1 - self.retriever_weight) * ranker_scores
 
-    def rerank_scores(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
+    def second_stage_scores(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
         return self.joint_scores(self.retriever.score(batch, items), self.ranker.score(batch, items))
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -187,7 +377,8 @@ class ICCScheme(CooperativeScheme):
         candidates = torch.cat([batch["item"].unsqueeze(1), negatives], dim=1)
         retriever_scores = torch.einsum("bd,bld->bl", query, self.retriever.item_vectors()[candidates])
         joint = self.joint_scores(retriever_scores, self.ranker.score(batch, candidates))
+        hits = excluded_negatives(batch, negatives, False)
         return {
-            "retriever": sampled_softmax(retriever_scores[:, 0], retriever_scores[:, 1:], pos_log_q, neg_log_q).mean(),
-            "joint": sampled_softmax(joint[:, 0], joint[:, 1:], pos_log_q, neg_log_q).mean(),
+            "retriever": masked_sampled_softmax(retriever_scores, pos_log_q, neg_log_q, hits),
+            "joint": masked_sampled_softmax(joint, pos_log_q, neg_log_q, hits),
         }

@@ -67,6 +67,8 @@ class Trainer:
             retrieval_cutoff=self.config.eval.retrieval_cutoff,
             device=self.device,
             cutoff_sweep=tuple(self.config.eval.cutoff_sweep) if sweep else (),
+            calibrate=which == "valid",  # validation picks what is tuned on it (fusion weight, ranker lift)
+            monitor=self.config.eval.monitor,
         )
 
     def _log(self, record: dict[str, Any]) -> None:

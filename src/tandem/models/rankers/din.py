@@ -8,7 +8,9 @@ unit with hidden size 64 and sigmoid activation, prediction MLP 200-80, embeddin
   without materialising the [B, L, H, 4d] input.
 - Interest: sum_h a(h, c) e(h) over the non-padding positions (history id 0 is masked out). As in DIN the weights
   are NOT softmax-normalised, so the pooled vector keeps the intensity of the interest.
-- Prediction: MLP over [user id (optional), user feature fields, interest, e(c)] -> scalar.
+- Prediction: MLP over [user id (optional), user feature fields, interest, e(c), interest * e(c)] -> scalar,
+  plus a per-item bias b(c). The interest * e(c) field and the item bias are what the authors' DIN scorer has
+  (seed 000's code); both can be switched off (`interest_product`, `item_bias`) for the plain DIN of the DIN paper.
 
 Everything is batched over B rows x L candidates x H history positions; no Python loop.
 """
@@ -75,12 +77,15 @@ class DIN(Ranker):
         mlp_activation: str = "relu",
         dropout: float = 0.3,
         use_user_id: bool = False,
+        interest_product: bool = True,
+        item_bias: bool = True,
         init_std: float = 0.1,
     ) -> None:
         super().__init__()
         self.num_users = num_users
         self.num_items = num_items
         self.use_user_id = use_user_id
+        self.interest_product = interest_product
         d = embedding_dim
         self.item_embedding = padded_item_embedding(num_items, d, init_std)
         self.item_features = FeatureEmbedding(item_features, d, num_rows=num_items + 1, init_std=init_std)
@@ -93,9 +98,12 @@ class DIN(Ranker):
         self.user_features = FeatureEmbedding(user_features, d, num_rows=num_users, init_std=init_std)
         self.attention = ActivationUnit(d, attention_hidden, attention_activation)
         num_user_fields = int(use_user_id) + self.user_features.num_fields
-        in_dim = (num_user_fields + 2) * d
+        in_dim = (num_user_fields + 2 + int(interest_product)) * d
         self.mlp = make_mlp(in_dim, mlp_hidden, dropout, mlp_activation)
         self.output = nn.Linear(int(mlp_hidden[-1]) if len(mlp_hidden) else in_dim, 1)
+        self.item_bias = nn.Embedding(num_items + 1, 1, padding_idx=0) if item_bias else None
+        if self.item_bias is not None:
+            nn.init.zeros_(self.item_bias.weight)
 
     def item_representation(self, items: torch.Tensor) -> torch.Tensor:
         """e(i) [..., d] for item ids [...]."""
@@ -119,7 +127,10 @@ class DIN(Ranker):
             raise ValueError("DIN needs batch['history'] [B, H] (item ids, left-padded with 0)")
         batch_size, length = items.shape
         candidates = self.item_representation(items)  # [B, L, d]
-        parts = [self.interest(batch["history"], candidates), candidates]
+        interest = self.interest(batch["history"], candidates)
+        parts = [interest, candidates]
+        if self.interest_product:
+            parts.append(interest * candidates)
         if self.user_embedding is not None or self.user_features.num_fields:
             user = batch["user"]
             user_fields = [self.user_features(user)]
@@ -127,4 +138,7 @@ class DIN(Ranker):
                 user_fields.insert(0, self.user_embedding(user).unsqueeze(1))
             flat = torch.cat(user_fields, dim=1).flatten(1)  # [B, Fu * d]
             parts.insert(0, flat.unsqueeze(1).expand(batch_size, length, flat.shape[-1]))
-        return self.output(self.mlp(torch.cat(parts, dim=-1))).squeeze(-1)
+        scores = self.output(self.mlp(torch.cat(parts, dim=-1))).squeeze(-1)
+        if self.item_bias is not None:
+            scores = scores + self.item_bias(items).squeeze(-1)
+        return scores

@@ -1,0 +1,149 @@
+"""`tandem experiment`: every method of a table over seeds, each trained to early stopping, resumable.
+
+Layout of the output directory:
+- `runs/<method>-s<seed>/` one tandem run directory per run (config, best.pt, metrics.jsonl, report.json);
+  a directory without `report.json` is an interrupted run: it is removed and trained again;
+- `per_user/<method>-s<seed>.csv` per evaluation row (user) test metrics of every stage, for paired tests;
+- `results.csv` columns method,seed,split,stage,metric,value; `runs.csv` epochs and timings per run;
+- `table.md` mean ± std per method, relative change against the reference, paired p-values, published figures;
+- `<name>.png` the figure, when the spec asks for one.
+Finished runs are skipped, so an interrupted experiment continues where it stopped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from tandem.config import load_config
+from tandem.data.splits import EvalSet
+from tandem.evaluation import full_ranking_metrics
+from tandem.evaluation.ranking import padded_rows
+from tandem.experiments.spec import ExperimentSpec
+from tandem.experiments.tables import write_outputs
+from tandem.utils import atomic_write_bytes
+
+Log = Callable[[str], None]
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@torch.no_grad()
+def per_row_metrics(eval_set: EvalSet, rank_batch: Callable, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """Metric values of every evaluation row (not averaged), in row order."""
+    parts: dict[str, list[np.ndarray]] = {}
+    rows = len(eval_set)
+    for begin in range(0, rows, batch_size):
+        window = slice(begin, min(rows, begin + batch_size))
+        batch = {key: value[window] for key, value in eval_set.tensors.items()}
+        targets = padded_rows(eval_set.target_indptr, eval_set.target_items, window)
+        known = padded_rows(eval_set.known_indptr, eval_set.known_items, window)
+        for name, values in rank_batch(batch, targets, known).items():
+            parts.setdefault(name, []).append(values.double().cpu().numpy())
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
+def stage_functions(scheme: Any, cutoffs: tuple[int, ...], retrieval_cutoff: int) -> dict[str, Callable]:
+    """The per-row metric function of each stage a scheme is evaluated on."""
+    stage_rank_fns = getattr(scheme, "stage_rank_fns", None)
+    if stage_rank_fns is not None:
+        return stage_rank_fns(cutoffs, retrieval_cutoff)
+    return {"retriever": full_ranking_metrics(scheme.retriever.score_all, cutoffs)}
+
+
+def write_per_user(path: Path, users: np.ndarray, stages: dict[str, dict[str, np.ndarray]]) -> None:
+    """One CSV row per (evaluation row, stage) with every metric."""
+    metrics = sorted(next(iter(stages.values())))
+    lines = ["row,user,stage," + ",".join(metrics)]
+    for stage, values in stages.items():
+        for row in range(len(users)):
+            lines.append(f"{row},{int(users[row])},{stage}," + ",".join(f"{values[m][row]:.10g}" for m in metrics))
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def read_per_user(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """{stage: {metric: values in row order}} from a per-user CSV."""
+    with open(path, newline="") as stream:
+        reader = csv.DictReader(stream)
+        columns: dict[str, dict[str, list[float]]] = {}
+        for record in reader:
+            stage = record.pop("stage")
+            record.pop("row"), record.pop("user")
+            target = columns.setdefault(stage, {})
+            for metric, value in record.items():
+                target.setdefault(metric, []).append(float(value))
+    return {stage: {m: np.asarray(v) for m, v in metrics.items()} for stage, metrics in columns.items()}
+
+
+def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: Log) -> None:
+    """Train one (method, seed) to early stopping unless it is done; write its report and per-user metrics."""
+    from tandem.run import load_run, train_run
+
+    method = spec.methods[method_index]
+    run_name = f"{method.name}-s{seed}"
+    run_dir = out / "runs" / run_name
+    per_user = out / "per_user" / f"{run_name}.csv"
+    if (run_dir / "report.json").is_file() and per_user.is_file():
+        return
+    if run_dir.exists() and not (run_dir / "report.json").is_file():
+        log(f"[{spec.name}] {run_name}: removing an interrupted run")
+        shutil.rmtree(run_dir)
+    config = load_config(method.config, [*spec.overrides, *method.overrides, f"seed={seed}", "train.progress=false"])
+    started = time.perf_counter()
+    if not (run_dir / "report.json").is_file():
+        report = train_run(config, run_dir)
+    else:
+        report = json.loads((run_dir / "report.json").read_text())
+    config, prepared, scheme = load_run(run_dir)
+    stages = {
+        stage: per_row_metrics(prepared.split.test, fn, config.train.eval_batch_size)
+        for stage, fn in stage_functions(scheme, tuple(config.eval.cutoffs), config.eval.retrieval_cutoff).items()
+    }
+    per_user.parent.mkdir(parents=True, exist_ok=True)
+    write_per_user(per_user, prepared.split.test.tensors["user"].numpy(), stages)
+    final = stages.get("pipeline", stages["retriever"])
+    key = next((m for m in spec.metrics if m in final), next(iter(final)))
+    log(f"[{spec.name}] {run_name}: {report['epochs_run']} epochs (best {report['best_epoch']}), "
+        f"{report['seconds_per_epoch']:.1f} s/epoch, {time.perf_counter() - started:.0f} s, "
+        f"test {key} {float(final[key].mean()):.4f}")
+
+
+def select_seeds(spec: ExperimentSpec, count: int | None) -> list[int]:
+    """The spec's seeds, cut to `count` or extended by consecutive integers."""
+    seeds = list(spec.seeds)
+    if count is None:
+        return seeds
+    if count < 1:
+        raise ValueError("--seeds must be >= 1")
+    while len(seeds) < count:
+        seeds.append(seeds[-1] + 1)
+    return seeds[:count]
+
+
+def run_experiment(spec: ExperimentSpec, out: str | Path, seeds: int | None = None,
+                   methods: list[str] | None = None, log: Log = _stderr) -> Path:
+    """Run (or continue) every method x seed, then write results.csv, runs.csv, table.md and the figure."""
+    out = Path(out)
+    names = [m.name for m in spec.methods]
+    chosen = names if not methods else methods
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; the spec has {names}")
+    seed_list = select_seeds(spec, seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    for seed in seed_list:  # seed-major: a first full row of the table comes before more seeds
+        for index, method in enumerate(spec.methods):
+            if method.name in chosen:
+                run_one(spec, index, seed, out, log)
+                write_outputs(spec, out)
+    write_outputs(spec, out)
+    return out

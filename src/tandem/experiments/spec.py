@@ -1,0 +1,113 @@
+"""An experiment spec: the methods of one of the papers' tables, the seeds, and the published figures beside them.
+
+```yaml
+name: seed000-table2-ml100k-seq
+description: SASRec + DIN on MovieLens-100K, sequential task
+seeds: [2023, 2024, 2025]
+reference: independent            # relative change and p-values are against this method
+metrics: [recall@10, ndcg@10, mrr@10]
+overrides: [train.epochs=100, train.patience=10]   # applied to every method
+methods:
+  retriever: {config: ../configs/ml100k-seq-sasrec.yaml}
+  corr: {config: ../configs/ml100k-seq-corr.yaml, overrides: [scheme.distill=none]}
+published:                        # optional, x 1e-2 as the papers print them
+  corr: {recall@10: 18.46, ndcg@10: 9.83, mrr@10: 7.25}
+plot: {kind: cutoff_sweep, metric: ndcg@10}   # optional: a figure of the pipeline against the retrieval cutoff
+```
+
+Config paths are relative to the spec file. Every key is checked; a mistake is a TandemError that names it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tandem.errors import TandemError
+
+PLOT_KINDS = ("cutoff_sweep", "bar")
+
+
+@dataclass
+class Method:
+    name: str
+    config: Path
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExperimentSpec:
+    name: str
+    methods: list[Method]
+    seeds: list[int]
+    reference: str | None = None
+    metrics: list[str] = field(default_factory=lambda: ["recall@10", "ndcg@10", "mrr@10"])
+    overrides: list[str] = field(default_factory=list)
+    published: dict[str, dict[str, float]] = field(default_factory=dict)
+    published_scale: float = 0.01
+    description: str = ""
+    plot: dict[str, Any] | None = None
+
+
+def _string_list(value: Any, key: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TandemError(f"experiment spec: {key!r} must be a list of strings")
+    return list(value)
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read and check a spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise TandemError(f"experiment spec {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise TandemError(f"experiment spec {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise TandemError(f"experiment spec {path} must be a mapping")
+    allowed = {"name", "description", "seeds", "reference", "metrics", "overrides", "methods", "published",
+               "published_scale", "plot"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise TandemError(f"experiment spec {path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    methods_raw = raw.get("methods")
+    if not isinstance(methods_raw, dict) or not methods_raw:
+        raise TandemError(f"experiment spec {path}: 'methods' must be a non-empty mapping of name -> {{config: ...}}")
+    methods = []
+    for name, entry in methods_raw.items():
+        if not isinstance(entry, dict) or "config" not in entry or set(entry) - {"config", "overrides"}:
+            raise TandemError(f"experiment spec {path}: method {name!r} needs 'config' (and optional 'overrides')")
+        config = (path.parent / str(entry["config"])).resolve()
+        if not config.is_file():
+            raise TandemError(f"experiment spec {path}: method {name!r}: config {config} does not exist")
+        methods.append(Method(str(name), config, _string_list(entry.get("overrides"), f"methods.{name}.overrides")))
+    seeds = raw.get("seeds", [2023])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise TandemError(f"experiment spec {path}: 'seeds' must be a non-empty list of non-negative integers")
+    names = [method.name for method in methods]
+    reference = raw.get("reference")
+    if reference is not None and reference not in names:
+        raise TandemError(f"experiment spec {path}: reference {reference!r} is not one of the methods {names}")
+    published = raw.get("published") or {}
+    if not isinstance(published, dict) or not all(isinstance(v, dict) for v in published.values()):
+        raise TandemError(f"experiment spec {path}: 'published' must map method -> {{metric: value}}")
+    plot = raw.get("plot")
+    if plot is not None and (not isinstance(plot, dict) or plot.get("kind") not in PLOT_KINDS):
+        raise TandemError(f"experiment spec {path}: 'plot.kind' must be one of {list(PLOT_KINDS)}")
+    return ExperimentSpec(
+        name=str(raw.get("name") or path.stem),
+        methods=methods,
+        seeds=list(seeds),
+        reference=reference,
+        metrics=_string_list(raw.get("metrics"), "metrics") or ["recall@10", "ndcg@10", "mrr@10"],
+        overrides=_string_list(raw.get("overrides"), "overrides"),
+        published={str(k): {str(m): float(x) for m, x in v.items()} for k, v in published.items()},
+        published_scale=float(raw.get("published_scale", 0.01)),
+        description=str(raw.get("description", "")),
+        plot=plot,
+    )

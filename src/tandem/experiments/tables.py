@@ -1,0 +1,189 @@
+"""From an experiment directory's finished runs to results.csv, runs.csv, table.md and a figure.
+
+Significance: per-user paired tests between two methods on the test rows, pooled over the seeds both have run
+(the same seed gives the same evaluation rows), with scipy's Wilcoxon signed-rank test and paired t-test.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from tandem.experiments.spec import ExperimentSpec
+from tandem.utils import atomic_write_bytes
+
+STAGE_ORDER = ("pipeline", "pipeline_ranker_only", "retriever")
+
+
+def finished_runs(spec: ExperimentSpec, out: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """{method: {seed: report}} of the runs with a report and per-user metrics."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for method in spec.methods:
+        for report_path in sorted((out / "runs").glob(f"{method.name}-s*/report.json")):
+            seed_text = report_path.parent.name[len(method.name) + 2:]
+            if not seed_text.isdigit() or not (out / "per_user" / f"{report_path.parent.name}.csv").is_file():
+                continue
+            runs.setdefault(method.name, {})[int(seed_text)] = json.loads(report_path.read_text())
+    return runs
+
+
+def stages_of(section: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{stage: {metric: value}} of a report section (a retriever-only report is one 'retriever' stage)."""
+    if section and all(isinstance(v, dict) for v in section.values()):
+        return {k: v for k, v in section.items() if k in STAGE_ORDER}
+    return {"retriever": section}
+
+
+def final_stage(report: dict[str, Any]) -> str:
+    return "pipeline" if "pipeline" in stages_of(report["test"]) else "retriever"
+
+
+def results_rows(runs: dict[str, dict[int, dict[str, Any]]]) -> list[tuple[str, int, str, str, str, float]]:
+    rows = []
+    for method, by_seed in runs.items():
+        for seed, report in sorted(by_seed.items()):
+            for split in ("valid", "test"):
+                for stage, metrics in stages_of(report[split]).items():
+                    for metric, value in metrics.items():
+                        rows.append((method, seed, split, stage, metric, float(value)))
+    return rows
+
+
+def load_per_user(out: Path, method: str, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    from tandem.experiments.runner import read_per_user
+
+    return read_per_user(out / "per_user" / f"{method}-s{seed}.csv")
+
+
+def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(Wilcoxon p, paired t-test p) of a vs b; 1.0 when the two are identical."""
+    difference = a - b
+    if a.size < 2 or not np.any(difference != 0):
+        return 1.0, 1.0
+    wilcoxon = float(stats.wilcoxon(a, b).pvalue)
+    t_test = float(stats.ttest_rel(a, b).pvalue)
+    return wilcoxon, (1.0 if math.isnan(t_test) else t_test)
+
+
+def pooled(out: Path, method: str, stage: str, seeds: list[int], metric: str) -> np.ndarray:
+    return np.concatenate([load_per_user(out, method, seed)[stage][metric] for seed in seeds])
+
+
+def _mean_std(values: list[float], scale: float) -> str:
+    mean = statistics.fmean(values) / scale
+    std = statistics.stdev(values) / scale if len(values) > 1 else 0.0
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def _p(value: float) -> str:
+    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def markdown(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """The table: one row per method and stage, mean ± std over seeds (x 1/published_scale), Δ and p-values."""
+    scale = spec.published_scale
+    key = next((m for m in spec.metrics if m.startswith("ndcg")), spec.metrics[0])
+    lines = [f"# {spec.name}", ""]
+    if spec.description:
+        lines += [spec.description, ""]
+    lines += [
+        f"Test set, ×{scale:g}⁻¹ (mean ± std over seeds; n = seeds run). Δ and p compare `{key}` per user, paired "
+        f"and pooled over the seeds both methods have run (Wilcoxon signed-rank / paired t-test)."
+        + (f" Reference: `{spec.reference}`." if spec.reference else ""),
+        "",
+    ]
+    header = ["method", "stage", "n", *spec.metrics]
+    if spec.published:
+        header += [f"published {m}" for m in spec.metrics]
+    header += [f"Δ {key} vs ref", "p (W / t)", "Δ vs own retriever", "p own (W / t)", "epochs (best)"]
+    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    reference_runs = runs.get(spec.reference or "", {})
+    for method in spec.methods:
+        by_seed = runs.get(method.name)
+        if not by_seed:
+            continue
+        seeds = sorted(by_seed)
+        present = [s for s in STAGE_ORDER if s in stages_of(by_seed[seeds[0]]["test"])]
+        for stage in present:
+            values = {m: [stages_of(by_seed[s]["test"])[stage][m] for s in seeds] for m in spec.metrics}
+            cells = [method.name, stage, str(len(seeds))]
+            cells += [_mean_std(values[m], scale) for m in spec.metrics]
+            if spec.published:
+                published = spec.published.get(method.name, {}) if stage == present[0] else {}
+                cells += [f"{published[m]:.2f}" if m in published else "" for m in spec.metrics]
+            delta_ref = p_ref = delta_own = p_own = ""
+            if reference_runs and method.name != spec.reference and stage == present[0]:
+                common = sorted(set(seeds) & set(reference_runs))
+                if common:
+                    ref_stage = final_stage(reference_runs[common[0]])
+                    a = pooled(out, method.name, stage, common, key)
+                    b = pooled(out, spec.reference, ref_stage, common, key)
+                    delta_ref = f"{100 * (a.mean() / b.mean() - 1):+.1f} %" if b.mean() > 0 else ""
+                    p_ref = " / ".join(_p(p) for p in paired_test(a, b))
+            if stage != "retriever" and "retriever" in present:
+                a = pooled(out, method.name, stage, seeds, key)
+                b = pooled(out, method.name, "retriever", seeds, key)
+                delta_own = f"{100 * (a.mean() / b.mean() - 1):+.1f} %" if b.mean() > 0 else ""
+                p_own = " / ".join(_p(p) for p in paired_test(a, b))
+            epochs = ", ".join(f"{by_seed[s]['epochs_run']} ({by_seed[s]['best_epoch']})" for s in seeds)
+            cells += [delta_ref, p_ref, delta_own, p_own, epochs if stage == present[0] else ""]
+            lines.append("| " + " | ".join(cells) + " |")
+    missing = [m.name for m in spec.methods if m.name not in runs]
+    if missing:
+        lines += ["", f"Not run yet: {', '.join(missing)}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_figure(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str, Any]]]) -> Path | None:
+    """The figure the spec asks for: pipeline metric against the retrieval cutoff, or bars of the key metric."""
+    if not spec.plot or not runs:
+        return None
+    from tandem.experiments.plots import bar_plot, sweep_plot
+
+    metric = str(spec.plot.get("metric", "ndcg@10"))
+    if spec.plot["kind"] == "cutoff_sweep":
+        series, errors, cutoffs = {}, {}, None
+        for method, by_seed in runs.items():
+            sweeps = [report["test"].get("cutoff_sweep") for report in by_seed.values()]
+            if not all(sweeps):
+                continue
+            cutoffs = sorted(int(k) for k in sweeps[0])
+            per_k = [[sweep[str(k)][metric] for sweep in sweeps] for k in cutoffs]
+            series[method] = [statistics.fmean(v) for v in per_k]
+            errors[method] = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in per_k]
+        if not series or cutoffs is None:
+            return None
+        return sweep_plot(out / f"{spec.name}.png", cutoffs, series, "retrieval cutoff K", f"test {metric}",
+                          spec.name, log_x=True, errors=errors)
+    labels, means, stds = [], [], []
+    for method in spec.methods:
+        by_seed = runs.get(method.name)
+        if not by_seed:
+            continue
+        values = [stages_of(r["test"])[final_stage(r)][metric] for r in by_seed.values()]
+        labels.append(method.name)
+        means.append(statistics.fmean(values))
+        stds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+    return bar_plot(out / f"{spec.name}.png", labels, means, stds, f"test {metric}", spec.name)
+
+
+def write_outputs(spec: ExperimentSpec, out: Path) -> None:
+    """Rewrite results.csv, runs.csv, table.md and the figure from the finished runs."""
+    runs = finished_runs(spec, out)
+    rows = results_rows(runs)
+    text = "method,seed,split,stage,metric,value\n" + "".join(
+        f"{m},{s},{sp},{st},{me},{v:.10g}\n" for m, s, sp, st, me, v in rows)
+    atomic_write_bytes(out / "results.csv", text.encode())
+    run_lines = ["method,seed,epochs_run,best_epoch,seconds_per_epoch"]
+    for method, by_seed in runs.items():
+        for seed, report in sorted(by_seed.items()):
+            run_lines.append(f"{method},{seed},{report['epochs_run']},{report['best_epoch']},"
+                             f"{report['seconds_per_epoch']:.2f}")
+    atomic_write_bytes(out / "runs.csv", ("\n".join(run_lines) + "\n").encode())
+    atomic_write_bytes(out / "table.md", markdown(spec, out, runs).encode())
+    write_figure(spec, out, runs)

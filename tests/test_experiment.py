@@ -1,0 +1,85 @@
+"""`tandem experiment`: a tiny table over two seeds — outputs, per-user pairing, resume of finished runs."""
+import csv
+
+import numpy as np
+import pytest
+
+from tandem.cli import main
+from tandem.errors import TandemError
+from tandem.experiments.runner import read_per_user, run_experiment
+from tandem.experiments.spec import load_spec
+from tandem.experiments.tables import paired_test
+
+from test_cli import tiny_config, tiny_csv  # noqa: F401  (fixture)
+
+
+def write_spec(tmp_path, config):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""name: tiny
+seeds: [1, 2]
+reference: independent
+metrics: [recall@10, ndcg@10]
+overrides: [train.epochs=2, train.patience=2]
+methods:
+  retriever: {{config: {config.name}}}
+  independent:
+    config: {config.name}
+    overrides: ["ranker={{name: din, embedding_dim: 8, attention_hidden: 8, mlp_hidden: [8]}}", "scheme.name=independent"]
+published:
+  independent: {{ndcg@10: 1.5}}
+plot: {{kind: bar, metric: ndcg@10}}
+""")
+    return spec
+
+
+def test_experiment_outputs_and_resume(tmp_path, tiny_csv, capsys):  # noqa: F811
+    config = tiny_config(tmp_path, tiny_csv)
+    spec_path = write_spec(tmp_path, config)
+    out = tmp_path / "out"
+    assert main(["experiment", str(spec_path), "--out", str(out)]) == 0
+    with open(out / "results.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert set(rows[0]) == {"method", "seed", "split", "stage", "metric", "value"}
+    assert {(r["method"], r["stage"]) for r in rows} == {
+        ("retriever", "retriever"), ("independent", "retriever"), ("independent", "pipeline")}
+    assert {r["seed"] for r in rows} == {"1", "2"} and {r["split"] for r in rows} == {"valid", "test"}
+    per_user = read_per_user(out / "per_user" / "independent-s1.csv")
+    # the per-user mean is the report's test figure
+    report_value = next(float(r["value"]) for r in rows if r["method"] == "independent" and r["seed"] == "1"
+                        and r["split"] == "test" and r["stage"] == "pipeline" and r["metric"] == "ndcg@10")
+    assert abs(per_user["pipeline"]["ndcg@10"].mean() - report_value) < 1e-8
+    table = (out / "table.md").read_text()
+    assert "| independent | pipeline | 2 |" in table and "1.50" in table and "p (W / t)" in table
+    assert (out / "tiny.png").stat().st_size > 1000
+    # resume: finished runs are skipped (their files untouched); an interrupted run is redone
+    stamp = (out / "runs" / "retriever-s1" / "best.pt").stat().st_mtime_ns
+    (out / "runs" / "independent-s2" / "report.json").unlink()
+    run_experiment(load_spec(spec_path), out, log=lambda text: None)
+    assert (out / "runs" / "retriever-s1" / "best.pt").stat().st_mtime_ns == stamp
+    assert (out / "runs" / "independent-s2" / "report.json").is_file()
+
+
+def test_paired_test_matches_a_hand_computed_t_statistic():
+    rng = np.random.default_rng(0)
+    a = rng.random(50)
+    b = a - 0.05 + 0.01 * rng.standard_normal(50)
+    _, p_t = paired_test(a, b)
+    d = a - b
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+    from scipy.stats import t as student
+    assert abs(p_t - 2 * student.sf(abs(t), len(d) - 1)) < 1e-12
+    assert paired_test(a, a.copy()) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("seeds: [1]\n", "methods"),
+    ("methods: {a: {config: nowhere.yaml}}\n", "does not exist"),
+    ("methods: {a: {config: spec.yaml}}\nreference: b\n", "reference"),
+    ("methods: {a: {config: spec.yaml}}\nseeds: [-1]\n", "seeds"),
+    ("methods: {a: {config: spec.yaml}}\ncolour: red\n", "unknown key"),
+])
+def test_bad_specs_are_clear_errors(tmp_path, body, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(body)
+    with pytest.raises(TandemError, match=message):
+        load_spec(path)
