@@ -103,10 +103,16 @@ class VectorSampler(Sampler):
         return query.detach().to(device=vectors.device, dtype=vectors.dtype)
 
     def item_logits(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Scores/T [B, L] of items (ids 1..N) for each query row."""
+        """Scores/T [B, L] of items (ids 1..N) for each query row.
+
+        When every row asks for the same items (an expanded [L] row, e.g. shared in-batch negatives) this is one
+        [B, d] x [d, L] product instead of gathering B copies of the [L, d] rows.
+        """
         vectors = self._require_vectors()
-        rows = vectors[(items.to(vectors.device) - 1).clamp_min(0)]
-        return torch.einsum("bd,bld->bl", query, rows) / self.temperature
+        ids = (items.to(vectors.device) - 1).clamp_min(0)
+        if ids.dim() == 2 and ids.shape[0] > 1 and ids.stride(0) == 0:
+            return (query @ vectors[ids[0]].T) / self.temperature
+        return torch.einsum("bd,bld->bl", query, vectors[ids]) / self.temperature
 
     def score_chunks(self, query: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield (start, logits [B, chunk]) over items 1..N in chunks: item id = start + column + 1."""

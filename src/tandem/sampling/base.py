@@ -5,9 +5,13 @@ distribution it really sampled from, so a loss can correct by log Q (seed 000 eq
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
+
+#: Rows x items evaluated at once by `Sampler.mixture_log_prob` (bounds its memory whatever the batch size).
+MIXTURE_CHUNK_ELEMENTS = 1 << 22
 
 
 class Sampler(ABC):
@@ -36,6 +40,33 @@ class Sampler(ABC):
         self, query: torch.Tensor, items: torch.Tensor, context: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Normalised log-probability of `items` [B, L] under this sampler's distribution for each query."""
+
+    @torch.no_grad()
+    def mixture_log_prob(
+        self, query: torch.Tensor, items: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log (1/B) sum_j Q(item | c_j) [L] for `items` [L]: the proposal of items pooled from all B rows' draws.
+
+        Shared in-batch negatives (every row scored against the batch's B * n draws) were drawn by different rows,
+        each from its own Q(.|c_j); a pooled item was therefore drawn from the batch mixture, the log-probability a
+        corrected loss must use for it, in every row. Static samplers (Q independent of the query) return Q itself.
+        Rows are evaluated in chunks, so memory is O(MIXTURE_CHUNK_ELEMENTS) whatever B and L.
+        """
+        if items.dim() != 1:
+            raise ValueError(f"items must be 1-D [L], got shape {tuple(items.shape)}")
+        batch = query.shape[0]
+        if not self.adaptive or batch == 1:
+            part = context[:1] if context is not None else None
+            return self.log_prob(query[:1], items.unsqueeze(0), context=part).squeeze(0)
+        rows = max(1, MIXTURE_CHUNK_ELEMENTS // max(1, items.shape[0]))
+        total: torch.Tensor | None = None
+        for start in range(0, batch, rows):
+            stop = min(batch, start + rows)
+            part = None if context is None else context[start:stop]
+            log_q = self.log_prob(query[start:stop], items.unsqueeze(0).expand(stop - start, -1), context=part)
+            chunk = torch.logsumexp(log_q, dim=0)
+            total = chunk if total is None else torch.logaddexp(total, chunk)
+        return total - math.log(batch)
 
     def refresh(self, item_vectors: torch.Tensor) -> None:  # noqa: B027 - optional hook
         """Rebuild whatever depends on the retriever's item vectors [N+1, d] (row 0 is padding)."""

@@ -10,7 +10,7 @@ from tandem.sampling.base import Sampler
 
 
 class UniformSampler(Sampler):
-    """Q(i) = 1/N over items 1..N."""
+    """Q(i) = 1/N over items 1..N; padding (item 0) is never drawn and has log Q = -inf."""
 
     def __init__(self, num_items: int, generator: torch.Generator | None = None) -> None:
         super().__init__(num_items)
@@ -27,11 +27,13 @@ class UniformSampler(Sampler):
     def log_prob(
         self, query: torch.Tensor, items: torch.Tensor, context: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return torch.full(items.shape, self._log_q, device=items.device)
+        """-log N for items 1..N, -inf for padding (item 0)."""
+        out = torch.full(items.shape, self._log_q, device=items.device)
+        return out.masked_fill(items <= 0, float("-inf"))
 
 
 class PopularitySampler(Sampler):
-    """Q(i) proportional to count(i)**beta (+ smoothing), the classic popularity proposal."""
+    """Q(i) proportional to (count(i) + smoothing)**beta, the classic popularity proposal; padding has Q = 0."""
 
     def __init__(
         self,
@@ -65,4 +67,6 @@ class PopularitySampler(Sampler):
     def log_prob(
         self, query: torch.Tensor, items: torch.Tensor, context: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.log_probs.to(items.device)[items]
+        """log Q(i); -inf for padding (its weight is 0)."""
+        out = self.log_probs.to(items.device)[items.clamp_min(0)]
+        return out.masked_fill(items <= 0, float("-inf"))

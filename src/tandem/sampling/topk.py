@@ -93,7 +93,8 @@ class TopRandSampler(_ExactScoreSampler):
     corrected loss infinite for a positive outside the set). It is reported as the constant log(1 / |top set|),
     the uniform-within-candidate-set probability, for every item and by `log_prob` too: a constant log Q cancels
     in a softmax-type loss, so the loss is the uncorrected one, which is how the paper uses these baselines.
-    |top set| uses the `num` of the latest `sample` call (`num_negatives` before the first).
+    |top set| uses the `num` of the latest `sample` call (`num_negatives` before the first). Padding (item 0) is
+    never drawn and gets -inf.
     """
 
     def __init__(self, num_items: int, top_factor: int = 5, num_negatives: int = 20, temperature: float = 1.0,
@@ -130,7 +131,8 @@ class TopRandSampler(_ExactScoreSampler):
     def log_prob(
         self, query: torch.Tensor, items: torch.Tensor, context: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return torch.full(items.shape, self._log_q_const(), device=items.device)
+        out = torch.full(items.shape, self._log_q_const(), device=items.device)
+        return out.masked_fill(items <= 0, float("-inf"))
 
 
 class TopAndRandSampler(_ExactScoreSampler):

@@ -136,7 +136,10 @@ def retriever_loss(
     """Mean retriever loss of a batch: draw negatives from `sampler`, score them, apply `loss` with log Q.
 
     A loss with `shares_negatives` compares every positive with the whole batch's sampled items (in-batch
-    sharing, as CROLoss does), a loss with `needs_rank_estimate` receives the sampler's rank estimate.
+    sharing, as CROLoss does); those items were drawn by different rows, so with a context-dependent (adaptive)
+    sampler their proposal, and the positive's, is the batch mixture (1/B) sum_j Q(.|c_j). A loss with
+    `needs_rank_estimate` receives the sampler's rank estimate. Every loss gets `hit_mask` [B, L], True where a
+    sampled negative is the row's own positive (an accidental hit), so that it is left out.
     """
     query = retriever.query(batch) if query is None else query
     positives = batch["item"]
@@ -146,15 +149,20 @@ def retriever_loss(
     pos_score = (query * vectors[positives]).sum(-1)
     extra: dict[str, torch.Tensor] = {}
     if getattr(loss, "shares_negatives", False):
-        shared = negatives.reshape(1, -1).expand(query.shape[0], -1)
-        neg_score = query @ vectors[shared[0]].T
-        if sampler.adaptive:  # Q depends on the context: each row needs log Q of every shared item under its own
+        flat = negatives.reshape(-1)
+        compared = flat.unsqueeze(0).expand(query.shape[0], -1)  # the items every row is compared with
+        neg_score = query @ vectors[flat].T
+        if sampler.adaptive:  # each shared item came from some row's Q(.|c_j): its proposal is the batch mixture
             with torch.no_grad():
-                neg_log_q = sampler.log_prob(query.detach(), shared, context=context)
+                mixture = sampler.mixture_log_prob(query.detach(), torch.cat([flat, positives.reshape(-1)]), context)
+            neg_log_q = mixture[: flat.shape[0]].unsqueeze(0).expand(query.shape[0], -1)
+            pos_log_q = mixture[flat.shape[0]:]
         else:
             neg_log_q = neg_log_q.reshape(1, -1).expand(query.shape[0], -1)
     else:
+        compared = negatives
         neg_score = torch.einsum("bd,bld->bl", query, vectors[negatives])
+    extra["hit_mask"] = compared == positives.reshape(-1, 1).to(compared.device)
     if getattr(loss, "needs_rank_estimate", False):
         estimate_rank = getattr(sampler, "estimate_rank", None)
         if estimate_rank is None:
