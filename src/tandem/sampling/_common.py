@@ -109,10 +109,10 @@ class VectorSampler(Sampler):
         [B, d] x [d, L] product instead of gathering B copies of the [L, d] rows.
         """
         vectors = self._require_vectors()
-        ids = (items.to(vectors.device) - 1).clamp_min(0)
-        if ids.dim() == 2 and ids.shape[0] > 1 and ids.stride(0) == 0:
-            return (query @ vectors[ids[0]].T) / self.temperature
-        return torch.einsum("bd,bld->bl", query, vectors[ids]) / self.temperature
+        items = items.to(vectors.device)
+        if items.dim() == 2 and items.shape[0] > 1 and items.stride(0) == 0:  # check before any op copies it
+            return (query @ vectors[(items[0] - 1).clamp_min(0)].T) / self.temperature
+        return torch.einsum("bd,bld->bl", query, vectors[(items - 1).clamp_min(0)]) / self.temperature
 
     def score_chunks(self, query: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield (start, logits [B, chunk]) over items 1..N in chunks: item id = start + column + 1."""

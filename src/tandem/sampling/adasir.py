@@ -216,13 +216,12 @@ class AdaSIRSampler(VectorSampler):
         query = self._check_query(query)
         context = self._check_contexts(context, query.shape[0])
         items = items.to(query.device)
-        safe = items.clamp_min(1)
-        out = self.proposal_log_prob(safe).to(query.dtype)
+        out = self.proposal_log_prob(items.clamp_min(1)).to(query.dtype)
         built = self.built[context]
         if bool(built.any()):
             stored = self.context_queries[context].to(device=query.device, dtype=query.dtype)
             log_norm = self.log_normalisers[context].to(device=query.device, dtype=query.dtype)
-            log_w = self.item_logits(stored, safe) - out - log_norm.unsqueeze(1)
+            log_w = self.item_logits(stored, items) - out - log_norm.unsqueeze(1)
             out = torch.where(built.to(query.device).unsqueeze(1), log_w, out)
         return out.masked_fill(items <= 0, float("-inf"))
 
