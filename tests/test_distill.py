@@ -68,7 +68,8 @@ def test_corollary_uniform_delta_is_zero():
 
 def test_corollary_gradient_estimates_the_kl_gradient():
     """d KL(P_R || P_M) / d M_i = P_M(i) - P_R(i) (closed form). Over S ~ softmax(M) the corollary's gradient,
-    accumulated onto the catalogue's scores, converges to it: M plays log Q, which is held fixed (issue 10, defect 6)."""
+    accumulated onto the catalogue's scores, converges to it: M plays log Q, which is held fixed (issue 10,
+    defect 6)."""
     g = torch.Generator().manual_seed(11)
     n, length = 6, 40000
     teacher = torch.randn(n, generator=g, dtype=torch.float64) * 1.5
