@@ -1,15 +1,25 @@
-"""Full-ranking evaluation of a retriever and two-stage (retrieve-then-rank) evaluation of a pipeline."""
+"""Full-ranking evaluation of a retriever and two-stage (retrieve-then-rank) evaluation of a pipeline.
+
+Both need only each row's top K (K = the largest cutoff, or the retrieval cutoff), never a full sort: O(N) per row
+(`top_k_by_score`). Memory is bounded whatever N: a batch is scored in row chunks of at most SCORE_ELEMENTS scores;
+when `score_all` is a retriever's own `score_all` (query @ item_vectors^T), items are chunked too if one row alone
+exceeds the budget, and a running top K is merged over the item chunks.
+"""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from tandem.data.splits import EvalSet
-from tandem.evaluation.metrics import metrics_from_ranks, ranks_of_targets
+from tandem.evaluation.metrics import merge_top_k, metrics_from_ranks, ranks_in_top, top_k_by_score
+from tandem.models.retrievers.base import Retriever
 
 Batch = dict[str, torch.Tensor]
+
+#: Upper bound on the number of scores ([rows, items]) held at once while evaluating (64 MiB of float32).
+SCORE_ELEMENTS = 1 << 24
 
 
 def padded_rows(indptr: np.ndarray, items: np.ndarray, rows: slice) -> torch.Tensor:
@@ -26,12 +36,85 @@ def padded_rows(indptr: np.ndarray, items: np.ndarray, rows: slice) -> torch.Ten
 
 def masked_scores(scores: torch.Tensor, known: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Set padding (column 0) and known items to -inf, except the targets themselves."""
-    scores = scores.clone()
-    target_scores = scores.gather(1, targets)
-    scores.scatter_(1, known, float("-inf"))
-    scores.scatter_(1, targets, target_scores)
-    scores[:, 0] = float("-inf")
-    return scores
+    return mask_block(scores.clone(), 0, known, targets)
+
+
+def mask_block(block: torch.Tensor, offset: int, known: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """In place on `block` = score columns offset .. offset + width - 1: known items -> -inf except the targets,
+    and item 0 (padding) -> -inf. Ids outside the block are ignored; padding ids 0 in `known`/`targets` are fine."""
+    end = offset + block.shape[1]
+    t_rows, t_cols = ((targets >= offset) & (targets < end)).nonzero(as_tuple=True)
+    t_local = targets[t_rows, t_cols] - offset
+    saved = block[t_rows, t_local]
+    k_rows, k_cols = ((known >= offset) & (known < end)).nonzero(as_tuple=True)
+    block[k_rows, known[k_rows, k_cols] - offset] = float("-inf")
+    block[t_rows, t_local] = saved
+    if offset == 0 and block.shape[1] > 0:
+        block[:, 0] = float("-inf")
+    return block
+
+
+def _retriever_behind(score_all: Callable[[Batch], torch.Tensor]) -> Retriever | None:
+    """The retriever when `score_all` is its unmodified `Retriever.score_all` (scores = query @ item_vectors^T),
+    which can then be computed for item chunks; None for any other callable (scored whole rows at a time)."""
+    owner = getattr(score_all, "__self__", None)
+    if isinstance(owner, Retriever) and getattr(score_all, "__func__", None) is Retriever.score_all:
+        return owner
+    return None
+
+
+def _rows_of(batch: Batch, rows: slice) -> Batch:
+    return {key: value[rows] for key, value in batch.items()}
+
+
+class BlockScorer:
+    """Scores of a batch in blocks of at most SCORE_ELEMENTS entries, each block fresh (safe to mask in place).
+
+    `blocks(batch, rows)` yields (offset, scores [len(rows), width]) covering item columns 0..N in order. A
+    retriever's own score_all is split over items too (query @ item_vectors[chunk]^T); any other callable is
+    called on row chunks and must return [rows, N+1]. With one block per row chunk the scores are exactly those of
+    `score_all(rows of the batch)`.
+    """
+
+    def __init__(self, score_all: Callable[[Batch], torch.Tensor]) -> None:
+        self.score_all = score_all
+        self.retriever = _retriever_behind(score_all)
+        self.width: int | None = None  # N + 1, learnt from the first call for a plain callable
+
+    def row_chunk(self, batch: Batch, num_rows: int) -> int:
+        """How many rows to score together."""
+        if self.retriever is not None:
+            self.width = int(self.retriever.item_vectors().shape[0])
+        elif self.width is None:
+            self.width = int(self.score_all(_rows_of(batch, slice(0, 1))).shape[1])
+        return max(1, min(num_rows, SCORE_ELEMENTS // max(1, self.width)))
+
+    def blocks(self, batch: Batch, rows: slice) -> Iterator[tuple[int, torch.Tensor]]:
+        sub = _rows_of(batch, rows)
+        if self.retriever is None:
+            yield 0, self.score_all(sub).float().clone()  # clone: the callable may hand back its own tensor
+            return
+        query = self.retriever.query(sub)
+        vectors = self.retriever.item_vectors()
+        step = max(1, SCORE_ELEMENTS // max(1, query.shape[0]))
+        if step >= vectors.shape[0]:
+            yield 0, (query @ vectors.T).float()  # the very expression of Retriever.score_all
+            return
+        for offset in range(0, vectors.shape[0], step):
+            yield offset, (query @ vectors[offset:offset + step].T).float()
+
+
+def top_k_masked(
+    scorer: BlockScorer, batch: Batch, rows: slice, known: torch.Tensor, targets: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top `k` (values, ids) in ranking order over all items of the `rows` of a batch, known items masked
+    (targets kept), padding masked; a running top K over the item blocks."""
+    best: tuple[torch.Tensor, torch.Tensor] | None = None
+    for offset, block in scorer.blocks(batch, rows):
+        top = top_k_by_score(mask_block(block, offset, known, targets), k, offset)
+        best = top if best is None else merge_top_k(best, top, k)
+    assert best is not None
+    return best
 
 
 def evaluate_batches(
@@ -56,11 +139,22 @@ def evaluate_batches(
 def full_ranking_metrics(
     score_all: Callable[[Batch], torch.Tensor], cutoffs: tuple[int, ...]
 ) -> Callable[[Batch, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
-    """Rank every item by `score_all(batch) -> [B, N+1]`, known items masked."""
+    """Rank every item by `score_all(batch) -> [B, N+1]`, known items masked.
+
+    Only the top max(cutoffs) per row is selected (a rank beyond it is a miss at every cutoff, as +inf is), in row
+    chunks (and item chunks for a retriever) of bounded memory.
+    """
+    scorer = BlockScorer(score_all)
+    top = max(cutoffs)
 
     def rank_batch(batch: Batch, targets: torch.Tensor, known: torch.Tensor) -> dict[str, torch.Tensor]:
-        scores = masked_scores(score_all(batch).float(), known, targets)
-        ranks = ranks_of_targets(scores, targets)
+        num_rows = targets.shape[0]
+        ranks = torch.empty(targets.shape, dtype=torch.float64, device=targets.device)
+        step = scorer.row_chunk(batch, num_rows)
+        for begin in range(0, num_rows, step):
+            rows = slice(begin, min(num_rows, begin + step))
+            _, ids = top_k_masked(scorer, batch, rows, known[rows], targets[rows], top)
+            ranks[rows] = ranks_in_top(ids, targets[rows])
         return metrics_from_ranks(ranks, targets > 0, cutoffs)
 
     return rank_batch
@@ -75,22 +169,25 @@ def two_stage_metrics(
     """Retrieve the top `retrieval_cutoff` items by `score_all` (known items masked), re-order them by
     `rerank(batch, candidates [B, K]) -> [B, K]`; a target outside the candidates is a miss.
 
-    Ties in the ranker's scores keep the retriever's order (stable sort over the retrieval order).
+    Retrieval order breaks ties by smaller item id (exact top K, no full sort); ties in the ranker's scores keep
+    the retriever's order (stable sort of the K candidates). Candidates scored -inf (masked) never count.
     """
+    scorer = BlockScorer(score_all)
 
     def rank_batch(batch: Batch, targets: torch.Tensor, known: torch.Tensor) -> dict[str, torch.Tensor]:
-        scores = masked_scores(score_all(batch).float(), known, targets)
-        k = min(retrieval_cutoff, scores.shape[1] - 1)
-        order = torch.argsort(scores, dim=1, descending=True, stable=True)[:, :k]
-        candidate_ok = torch.isfinite(scores.gather(1, order))
-        ranker_scores = rerank(batch, order).float()
-        ranker_scores = torch.where(candidate_ok, ranker_scores, torch.full_like(ranker_scores, float("-inf")))
-        final = torch.argsort(ranker_scores, dim=1, descending=True, stable=True)
-        final_items = order.gather(1, final)
-        final_ok = candidate_ok.gather(1, final)
-        match = (final_items.unsqueeze(1) == targets.unsqueeze(2)) & final_ok.unsqueeze(1)  # [B, T, K]
-        position = torch.arange(k, device=scores.device, dtype=torch.float64)
-        ranks = torch.where(match, position, torch.full_like(position, float("inf"))).min(2).values
+        num_rows = targets.shape[0]
+        ranks = torch.empty(targets.shape, dtype=torch.float64, device=targets.device)
+        step = scorer.row_chunk(batch, num_rows)
+        k = min(retrieval_cutoff, int(scorer.width) - 1)
+        for begin in range(0, num_rows, step):
+            rows = slice(begin, min(num_rows, begin + step))
+            values, candidates = top_k_masked(scorer, batch, rows, known[rows], targets[rows], k)
+            candidate_ok = torch.isfinite(values)
+            ranker_scores = rerank(_rows_of(batch, rows), candidates).float()
+            ranker_scores = torch.where(candidate_ok, ranker_scores, torch.full_like(ranker_scores, float("-inf")))
+            final = torch.argsort(ranker_scores, dim=1, descending=True, stable=True)
+            final_items = candidates.gather(1, final).masked_fill(~candidate_ok.gather(1, final), -1)
+            ranks[rows] = ranks_in_top(final_items, targets[rows])
         return metrics_from_ranks(ranks, targets > 0, cutoffs)
 
     return rank_batch

@@ -9,9 +9,15 @@ Sampling (per query z = z1 (+) z2, s1_k = <z1, w1_k>/T, s2_k = <z2, w2_k>/T):
     P(k1)     = psi_k1 exp(s1_k1) / sum_k psi_k exp(s1_k),   psi_k1 = sum_k2 omega[k1, k2] exp(s2_k2)
     P(k2|k1)  = omega[k1, k2] exp(s2_k2) / psi_k1           (seed 000 prints z1 here; z2 is the correct half)
     item | cell: uniform ('midx') or proportional to popularity ('midx-pop').
-P(k1) P(k2|k1) = omega[k1, k2] exp(s1_k1 + s2_k2) / Z is the joint cell distribution; the two steps are done
-as written: k1 from the K logits s1 + log psi (psi is one [B, K] x [K, K] product), then k2 from the K logits
-log omega[k1, :] + s2 (log space; empty cells are -inf and are never drawn).
+P(k1) P(k2|k1) = omega[k1, k2] exp(s1_k1 + s2_k2) / Z is the joint cell distribution. The exponentials
+e1 = exp(s1 - max s1), e2 = exp(s2 - max s2) (float64, [B, K]) are computed once per query (e2 already gives psi,
+one [B, K] x [K, K] product) and every draw reuses them; only non-empty cells are ever looked at:
+- sparse codebook (C non-empty cells <= K + num * R, R = most non-empty cells in one row k1): one draw per
+  sample straight from the joint over the C cells, weights e1[k1] e2[k2] omega -- O(B C), no per-draw K work;
+- otherwise the two steps as written: k1 from weights e1 psi, then k2 from omega[k1, k2] e2[k2] over the (at
+  most R) non-empty cells of row k1 -- O(B (K + num R)).
+Rows whose float64 weights underflow (logit ranges beyond ~575) fall back to log-space weights, so every path draws
+exactly omega exp(s1 + s2) / Z; empty cells have weight 0 and are never drawn.
 The resulting proposal is Q^(i|c) = exp(<z, w1_k1(i) (+) w2_k2(i)>/T) / sum_j exp(<z, w_(j)>/T) (times pop_i / mass
 of the cell for 'midx-pop': then Q^ ~ pop_i exp(<z, w_(i)>/T)); `log_prob` returns it exactly for any item.
 Per batch of B queries: O(B (K d + K^2 + num)) -- nothing touches all N items.
@@ -22,6 +28,8 @@ returns the exact probability of what is drawn, only the approximation to the cu
 warm-start k-means from the previous centroids when the shapes match.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -61,16 +69,53 @@ def _kmeans(
 
 
 def _draw(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF categorical draws: for each row of `logits` [R, K] (-inf allowed, not all), one index per
-    uniform in `u` [R, m]. Zero-probability entries are never returned: the search is strict and the target
+    """Inverse-CDF categorical draws from log-space `logits` [R, K] (-inf allowed, not all), one per uniform in
+    `u` [R, m]; the fallback of `_draw_weights` when float64 weights underflow.
+    """
+    return _draw_weights(torch.exp((logits - logits.max(dim=1, keepdim=True).values).double()), u)
+
+
+def _draw_weights(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF categorical draws: for each row of non-negative `weights` [R, K] (float64, not all 0), one
+    index per uniform in `u` [R, m]. Zero-weight entries are never returned: the search is strict and the target
     stays below the row total, so it lands at or before the last positive entry. Cheaper than torch.multinomial
     for many short rows.
     """
-    weights = torch.exp((logits - logits.max(dim=1, keepdim=True).values).double())
     cdf = torch.cumsum(weights, dim=1)
     total = cdf[:, -1:]
     target = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
     return torch.searchsorted(cdf, target, right=True)
+
+
+#: Float64 weights whose row maximum is below this are recomputed in log space (relative precision kept).
+_TINY = 1e-250
+
+
+class _QueryStats(NamedTuple):
+    """Per-query quantities of one batch (cached for the last query).
+
+    s1, s2, log_psi, log_z: as in the module docstring (float32, like the vectors). e1 = exp(s1 - max s1),
+    e2 = exp(s2 - max s2) and psi = e2 @ omega^T are float64 [B, K]: the draws reuse them instead of
+    exponentiating again. `exact_rows` [B] marks rows where psi underflowed for a non-empty row of cells.
+    """
+
+    s1: torch.Tensor
+    s2: torch.Tensor
+    log_psi: torch.Tensor
+    log_z: torch.Tensor
+    e1: torch.Tensor
+    e2: torch.Tensor
+    psi: torch.Tensor
+    exact_rows: torch.Tensor
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """True iff every entry is finite; min/max propagate NaN and +-inf, at a fraction of isfinite's cost
+    (one fused pass, no [N, d] bool tensor: 0.6 s -> 0.02 s at 1M x 64)."""
+    if x.numel() == 0:
+        return True
+    low, high = torch.aminmax(x)
+    return bool(torch.isfinite(low) & torch.isfinite(high))
 
 
 class MIDXSampler(VectorSampler):
@@ -130,7 +175,7 @@ class MIDXSampler(VectorSampler):
         rows = self._item_rows(item_vectors)
         if rows.shape[1] < 2:
             raise ValueError(f"MIDX needs item vectors of dimension >= 2, got {rows.shape[1]}")
-        if not torch.isfinite(rows).all():
+        if not _all_finite(rows):
             raise ValueError("item_vectors contain NaN or infinite values")
         device = rows.device
         x = rows.float().cpu().numpy()
@@ -170,18 +215,43 @@ class MIDXSampler(VectorSampler):
         self.row_nonempty = (self.omega > 0).any(1)  # [K]
         self.log_omega = torch.log(mass).float().to(device)  # [K*K], -inf for empty cells
         self.log_omega2d = self.log_omega.view(k, k)
-        self.log_within = torch.cat([torch.tensor([float("-inf")], dtype=torch.float64), log_within]).float()
-        self.log_within = self.log_within.to(device)  # [N+1]: log P(item | its cell)
+        log_within32 = log_within.float()
+        self.log_within = torch.cat([torch.tensor([float("-inf")]), log_within32]).to(device)  # [N+1]
+        # log P(item | cell) in CSR order (what a draw at CSR position pos gets) and, for 'midx', per cell.
+        self.log_within_csr = log_within32[order].to(device)
+        self.log_within_cell = (-torch.log(mass)).float().to(device) if self.popularity is None else None
+        self._index_nonempty_cells(mass, k, device)
         self.vectors = rows  # kept only for diagnostics (exact comparisons); never used per batch
         self._cache = None
+
+    def _index_nonempty_cells(self, mass: torch.Tensor, k: int, device: torch.device) -> None:
+        """Lists of the non-empty cells, so draws never touch an empty one.
+
+        nz_cells [C] (ascending), nz_k1 / nz_k2 their coordinates and nz_omega their omega (float64); per row k1
+        the non-empty columns padded to R = max per row: row_cols [K, R] (padding column 0) and row_omega [K, R]
+        (padding weight 0, so it is never drawn).
+        """
+        nz = torch.nonzero(mass > 0).reshape(-1)
+        self.nz_cells = nz.to(device)
+        self.nz_k1, self.nz_k2 = (nz // k).to(device), (nz % k).to(device)
+        self.nz_omega = mass[nz].to(device)
+        per_row = torch.bincount(nz // k, minlength=k)
+        width = max(1, int(per_row.max()))
+        slot = torch.arange(nz.shape[0]) - (torch.cumsum(per_row, 0) - per_row)[nz // k]
+        row_cols = torch.zeros(k, width, dtype=torch.long)
+        row_omega = torch.zeros(k, width, dtype=torch.float64)
+        row_cols[nz // k, slot] = nz % k
+        row_omega[nz // k, slot] = mass[nz]
+        self.row_cols, self.row_omega = row_cols.to(device), row_omega.to(device)
+        self.row_log_omega = torch.log(self.row_omega)  # -inf at padding
 
     def _require_index(self) -> None:
         if self.centroids is None:
             raise RuntimeError("MIDXSampler needs an index: call refresh(item_vectors) first")
 
     # -------------------------------------------------------------------------------------------------- sampling
-    def _query_stats(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(s1 [B, K], s2 [B, K], log psi [B, K], log Z [B]) for the query rows, cached for the last query.
+    def _query_stats(self, query: torch.Tensor) -> _QueryStats:
+        """Per-query stats (see `_QueryStats`) for the query rows, cached for the last query.
 
         psi[b, k1] = sum_k2 omega[k1, k2] exp(s2[b, k2]) is one [B, K] x [K, K] product in float64 after shifting
         s2 by its row max; the rare (b, k1) where that underflows for a non-empty row (logit ranges > ~700) are
@@ -197,28 +267,36 @@ class MIDXSampler(VectorSampler):
         s1 = query[:, : self.split] @ w1.T / self.temperature
         s2 = query[:, self.split:] @ w2.T / self.temperature
         top2 = s2.max(dim=1, keepdim=True).values
-        psi = torch.exp((s2 - top2).double()) @ self.omega.T
+        e2 = torch.exp((s2 - top2).double())
+        psi = e2 @ self.omega.T
         log_psi = torch.log(psi) + top2.double()
         bad = (psi == 0) & self.row_nonempty
         if bool(bad.any()):
             rows, k1 = bad.nonzero(as_tuple=True)
             log_psi[rows, k1] = torch.logsumexp(self.log_omega2d[k1].double() + s2[rows].double(), dim=1)
         log_z = torch.logsumexp(s1.double() + log_psi, dim=1)
-        stats = (s1, s2, log_psi.to(s1.dtype), log_z.to(s1.dtype))
+        e1 = torch.exp((s1 - s1.max(dim=1, keepdim=True).values).double())
+        stats = _QueryStats(s1, s2, log_psi.to(s1.dtype), log_z.to(s1.dtype), e1, e2, psi, bad.any(1))
         self._cache = (query.clone(), stats)
         return stats
 
-    def _log_q_of(self, stats: tuple[torch.Tensor, ...], items: torch.Tensor) -> torch.Tensor:
+    def _log_q_of(self, stats: _QueryStats, items: torch.Tensor) -> torch.Tensor:
         """log Q^(items) [B, L] = s1[k1] + s2[k2] + log omega[cell] - log Z + log P(item | cell)."""
-        s1, s2, _, log_z = stats
         cells = self.item_cell[items]
         k = self.k
-        return (s1.gather(1, cells // k) + s2.gather(1, cells % k) + self.log_omega[cells]
-                - log_z.unsqueeze(1) + self.log_within[items])
+        log_q = self._log_q_of_cells(stats, cells // k, cells % k, cells, self.log_within[items])
+        return log_q.masked_fill(items <= 0, float("-inf"))  # padding: never scored, whatever the logits
+
+    def _log_q_of_cells(self, stats: _QueryStats, k1: torch.Tensor, k2: torch.Tensor, cells: torch.Tensor,
+                        log_within: torch.Tensor) -> torch.Tensor:
+        """log Q^ from an item's cell and log P(item | cell): the one formula shared by `sample` and `log_prob`
+        (same operations in the same order, so a draw's log_q equals its `log_prob` bit for bit)."""
+        return (stats.s1.gather(1, k1) + stats.s2.gather(1, k2) + self.log_omega[cells]
+                - stats.log_z.unsqueeze(1) + log_within)
 
     def cell_log_probs(self, query: torch.Tensor) -> torch.Tensor:
         """log P(cell | query) [B, K*K] (cell = k1 * K + k2), normalised; empty cells are -inf. O(B K^2) memory."""
-        s1, s2, _, log_z = self._query_stats(query)
+        s1, s2, _, log_z = self._query_stats(query)[:4]
         joint = (s1.unsqueeze(2) + s2.unsqueeze(1)).reshape(s1.shape[0], -1) + self.log_omega
         return joint - log_z.unsqueeze(1)
 
@@ -229,26 +307,69 @@ class MIDXSampler(VectorSampler):
         if not isinstance(num, int) or num < 1:
             raise ValueError(f"num must be a positive integer, got {num!r}")
         stats = self._query_stats(query)
-        s1, s2, log_psi, _ = stats
-        batch, k = s1.shape
-        device = s1.device
+        batch, k = stats.s1.shape
+        device = stats.s1.device
         gen = self.generators(device)
-        k1 = _draw(s1 + log_psi, torch.rand(batch, num, generator=gen, device=device, dtype=torch.float64))
-        cond = s2.unsqueeze(1) + self.log_omega2d[k1]  # [B, n, K]: log P(k2 | k1) + const
-        k2 = _draw(cond.view(-1, k), torch.rand(batch * num, 1, generator=gen, device=device, dtype=torch.float64))
-        k2 = k2.view(batch, num)
+        u_cell = torch.rand(batch, num, generator=gen, device=device, dtype=torch.float64)
+        if self.nz_cells.shape[0] <= k + num * self.row_cols.shape[1]:
+            k1, k2 = self._draw_cells_joint(stats, u_cell)
+        else:
+            k1, k2 = self._draw_cells_two_step(stats, u_cell, gen)
         cells = k1 * k + k2
         u = torch.rand(cells.shape, generator=gen, device=device, dtype=torch.float64)
         offsets = self.cell_offsets[cells]
         counts = self.cell_counts[cells]
         if self.popularity is None:
             pos = offsets + torch.minimum((u * counts).long(), counts - 1)
+            log_within = self.log_within_cell[cells]
         else:
             target = self.cell_start_weight[cells] + u * self.cell_mass[cells]
             pos = torch.searchsorted(self.cum_weights, target, right=True)
             pos = torch.minimum(torch.maximum(pos, offsets), offsets + counts - 1)
+            log_within = self.log_within_csr[pos]
         items = self.cell_items[pos]
-        return items, self._log_q_of(stats, items)
+        return items, self._log_q_of_cells(stats, k1, k2, cells, log_within)
+
+    def _draw_cells_joint(self, stats: _QueryStats, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k1, k2) [B, n], one draw per uniform of `u` from the joint over the non-empty cells.
+
+        Weight of cell c: e1[k1_c] e2[k2_c] omega_c -- products of the cached exponentials, [B, C] and nothing per
+        draw but a binary search; rows whose weights all underflow are redone in log space.
+        """
+        weights = stats.e1[:, self.nz_k1] * stats.e2[:, self.nz_k2] * self.nz_omega
+        low = weights.max(dim=1).values < _TINY
+        if bool(low.any()):
+            logits = (stats.s1[low][:, self.nz_k1].double() + stats.s2[low][:, self.nz_k2].double()
+                      + torch.log(self.nz_omega))
+            weights[low] = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
+        index = _draw_weights(weights, u)
+        return self.nz_k1[index], self.nz_k2[index]
+
+    def _draw_cells_two_step(self, stats: _QueryStats, u: torch.Tensor,
+                             gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k1, k2) [B, n]: k1 ~ e1 psi, then k2 | k1 ~ omega[k1, k2] e2[k2] over row k1's non-empty cells.
+
+        Both from the cached exponentials (no exp over [B, n, K]); a query row where psi underflowed, or a draw
+        whose k2 weights all underflow, is redone in log space as before.
+        """
+        batch, num = u.shape
+        weights1 = stats.e1 * stats.psi
+        low = stats.exact_rows | (weights1.max(dim=1).values < _TINY)
+        if bool(low.any()):
+            logits = stats.s1[low].double() + stats.log_psi[low].double()
+            weights1[low] = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
+        k1 = _draw_weights(weights1, u)
+        cols = self.row_cols[k1]  # [B, n, R]
+        weights2 = self.row_omega[k1] * stats.e2.gather(1, cols.view(batch, -1)).view(cols.shape)
+        weights2 = weights2.view(batch * num, -1)
+        low = weights2.max(dim=1).values < _TINY
+        if bool(low.any()):
+            rows = torch.arange(batch, device=u.device).repeat_interleave(num)[low]
+            logits = stats.s2[rows].gather(1, cols.view(batch * num, -1)[low]).double() + self.row_log_omega[k1.view(-1)[low]]
+            weights2[low] = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
+        u2 = torch.rand(batch * num, 1, generator=gen, device=u.device, dtype=torch.float64)
+        slot = _draw_weights(weights2, u2).view(batch, num)
+        return k1, cols.gather(2, slot.unsqueeze(2)).squeeze(2)
 
     def log_prob(
         self, query: torch.Tensor, items: torch.Tensor, context: torch.Tensor | None = None
