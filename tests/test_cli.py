@@ -29,7 +29,7 @@ data:
   max_seq_len: 5
 retriever: {{name: sasrec, embedding_dim: 16, dropout: 0.1}}
 train: {{epochs: 2, batch_size: 64, num_negatives: 5, progress: false}}
-eval: {{cutoffs: [5, 10], monitor: ndcg@10}}
+eval: {{cutoffs: [5, 10], retrieval_cutoff: 20, monitor: ndcg@10}}
 {extra}"""
     )
     return path
@@ -48,8 +48,7 @@ def test_train_evaluate_and_stats_end_to_end(tmp_path, tiny_csv, capsys):
     assert len(lines) == 2 and "valid" in json.loads(lines[0])
     assert "ndcg@10" in capsys.readouterr().out
     assert main(["evaluate", str(out), "--json"]) == 0
-    printed = capsys.readouterr().out
-    evaluated = json.loads(printed[printed.index("{"):])
+    evaluated = json.loads(capsys.readouterr().out)  # JSON only: no table before it
     assert abs(evaluated["test"]["ndcg@10"] - report["test"]["ndcg@10"]) < 1e-9
     assert main(["data", "stats", str(config)]) == 0
     assert "interactions" in capsys.readouterr().out

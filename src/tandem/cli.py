@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import time
+import typing
 from pathlib import Path
 
 from tandem.errors import TandemError
@@ -39,9 +41,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             eval_set, tuple(config.eval.cutoffs), config.train.eval_batch_size,
             retrieval_cutoff=config.eval.retrieval_cutoff,
         )
-    print(metric_table({**report_rows(result["valid"], "valid"), **report_rows(result["test"], "test")}))
     if args.json:
         print(json.dumps(result, indent=2))
+    else:
+        print(metric_table({**report_rows(result["valid"], "valid"), **report_rows(result["test"], "test")}))
     return 0
 
 
@@ -84,8 +87,26 @@ def run_bench_samplers(argv: list[str]) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (`tandem train: error: ...; see --help`), exit status 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def version() -> str:
+    """The installed tandem version."""
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        return installed("tandem")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tandem", description=__doc__)
+    parser = Parser(prog="tandem", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tandem {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a run from a YAML config")
@@ -96,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="re-evaluate a saved run directory")
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON only (no table)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     experiment = commands.add_parser(
@@ -138,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except TandemError as error:
         print(f"tandem: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file or disk problem met outside the checked paths: still one line
+        if error.errno == errno.EPIPE:  # `tandem ... | head`: the reader left
+            return 0
+        text = error.strerror or str(error) or type(error).__name__
+        print(f"tandem: error: {text}{f': {error.filename}' if error.filename else ''}", file=sys.stderr)
+        return 2
+    except FloatingPointError as error:  # training diverged (non-finite loss)
+        print(f"tandem: error: {str(error).splitlines()[0]}; lower train.lr", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tandem: interrupted", file=sys.stderr)

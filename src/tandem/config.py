@@ -6,6 +6,8 @@ checked against the component's constructor when it is built, so an unknown opti
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -73,6 +75,74 @@ class Config:
 
 
 TASKS = ("general", "sequential")
+
+
+# ------------------------------------------------------------------------------------------------ YAML
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads `1e-3` as a number (YAML 1.1 wants `1.0e-3`; every other reader and YAML
+    1.2 accept it) and refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+
+_Loader.yaml_implicit_resolvers = {key: list(value) for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)
+                   |[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, typing.Hashable) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+        seen.add(key) if isinstance(key, typing.Hashable) else None
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def yaml_load(text: str, source: str) -> Any:
+    """Parse YAML as tandem reads configs (see `_Loader`); a syntax error is one TandemError line naming `source`,
+    the line and the column."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass: no Python objects
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(error.problem or error.context or "invalid").split())
+        raise TandemError(f"{source}{where}: not valid YAML: {problem}") from None
+    except yaml.YAMLError as error:
+        raise TandemError(f"{source}: not valid YAML: {' '.join(str(error).split())}") from None
+
+
+def read_yaml_file(path: Path, what: str = "config file") -> Any:
+    """A YAML file's contents, or a one-line TandemError: missing, a directory, unreadable, binary, not UTF-8,
+    or not valid YAML."""
+    if path.is_dir():
+        raise TandemError(f"{what} {path} is a directory, not a YAML file")
+    if not path.is_file():
+        raise TandemError(f"{what} not found: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise TandemError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    if b"\0" in data:
+        raise TandemError(f"{path}: a binary file, not a YAML {what}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise TandemError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); "
+                          f"save the {what} as UTF-8") from None
+    return yaml_load(text, str(path))
 
 
 def _check_value(value: Any, annotation: Any, key: str) -> Any:
@@ -165,10 +235,7 @@ def parse_override(text: str) -> dict[str, Any]:
     key, raw_value = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise TandemError(f"--set: malformed key {key!r}")
-    try:
-        value = yaml.safe_load(raw_value) if raw_value != "" else ""
-    except yaml.YAMLError as error:
-        raise TandemError(f"--set {key}: cannot parse value {raw_value!r}: {error}") from None
+    value = yaml_load(raw_value, f"--set {key}") if raw_value != "" else ""
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
@@ -177,14 +244,9 @@ def parse_override(text: str) -> dict[str, Any]:
 def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read one YAML config; a top-level `extends: other.yaml` (relative to this file) is read first and this
     file's keys are merged over it, so an experiment states only what differs from its base."""
-    if not path.is_file():
-        raise TandemError(f"config file not found: {path}")
     if path.resolve() in seen:
         raise TandemError(f"{path}: 'extends' forms a cycle")
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise TandemError(f"{path}: not valid YAML: {error}") from None
+    loaded = read_yaml_file(path)
     if loaded is not None and not isinstance(loaded, dict):
         raise TandemError(f"{path}: the top level must be a mapping of config keys")
     raw = dict(loaded or {})
@@ -197,6 +259,7 @@ def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
+    """A checked Config from a mapping of config keys (as read from YAML)."""
     config = _build(Config, raw, "")
     validate(config)
     return config
@@ -230,8 +293,13 @@ def validate(config: Config) -> None:
     for key, value in positive.items():
         if value < 1:
             raise TandemError(f"config key {key!r}: must be >= 1, got {value}")
-    if config.train.lr <= 0:
-        raise TandemError(f"config key 'train.lr': must be > 0, got {config.train.lr}")
+    if not 0 < config.train.lr < math.inf:
+        raise TandemError(f"config key 'train.lr': must be a positive finite number, got {config.train.lr}")
+    _check_numbers(config)
+    for section in COMPONENT_SECTIONS:
+        options = getattr(config, section)
+        if options is not None:
+            _check_component_options(section, options)
     if not config.eval.cutoffs or min(config.eval.cutoffs) < 1:
         raise TandemError(f"config key 'eval.cutoffs': expected positive integers, got {config.eval.cutoffs}")
     if config.eval.monitor.split("@")[0] not in ("recall", "ndcg", "mrr", "hit") or "@" not in config.eval.monitor:
@@ -253,3 +321,66 @@ def validate(config: Config) -> None:
         raise TandemError(f"config key 'eval.monitor': expected e.g. 'ndcg@10', got {config.eval.monitor!r}") from None
     if monitor_k not in config.eval.cutoffs:
         raise TandemError(f"config key 'eval.monitor': cutoff {monitor_k} is not in eval.cutoffs {config.eval.cutoffs}")
+
+
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's seeding accepts
+
+
+def _check_numbers(config: Config) -> None:
+    """Ranges of the typed numeric keys that the other checks do not cover."""
+    train, data = config.train, config.data
+    if not SEED_RANGE[0] <= config.seed <= SEED_RANGE[1]:
+        raise TandemError(f"config key 'seed': must be in 0..2**32-1, got {config.seed}")
+    if not 0 <= train.weight_decay < math.inf:
+        raise TandemError(f"config key 'train.weight_decay': must be a finite number >= 0, got {train.weight_decay}")
+    at_least = {
+        "train.eval_every": (train.eval_every, 1),
+        "train.patience": (train.patience, 1),
+        "train.threads": (train.threads, 0),
+        "data.max_seq_len": (data.max_seq_len, 1),
+        "data.min_user_interactions": (data.min_user_interactions, 0),
+        "data.min_item_interactions": (data.min_item_interactions, 0),
+    }
+    for key, (value, low) in at_least.items():
+        if value < low:
+            raise TandemError(f"config key {key!r}: must be >= {low}, got {value}")
+    if data.rating_threshold is not None and not math.isfinite(data.rating_threshold):
+        raise TandemError(f"config key 'data.rating_threshold': must be a finite number, got {data.rating_threshold}")
+    ratios = data.split
+    if len(ratios) != 3 or not all(math.isfinite(r) and r >= 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
+        raise TandemError(f"config key 'data.split': expected three non-negative ratios summing to 1, got {ratios}")
+    if any(k < 1 for k in config.eval.cutoff_sweep):
+        raise TandemError(f"config key 'eval.cutoff_sweep': expected positive integers, got {config.eval.cutoff_sweep}")
+
+
+# Component options (open-ended sections) whose meaning fixes their range, recognised by name.
+_POSITIVE_INT_NAMES = ("niter", "top_k", "top_factor", "tutor_top", "max_points_per_centroid", "hidden")
+_POSITIVE_NUMBER_NAMES = ("temperature", "tau")
+
+
+def _positive_int_option(name: str) -> bool:
+    return (name in _POSITIVE_INT_NAMES or name.startswith("num_") or name.endswith(("_dim", "_size", "_hidden")))
+
+
+def _check_component_options(section: str, options: dict[str, Any]) -> None:
+    """Ranges a component option must have whatever the component: sizes and counts >= 1, dropout in [0, 1),
+    temperatures > 0, every number finite. The component's constructor checks the rest when it is built."""
+    for name, value in options.items():
+        key = f"{section}.{name}"
+        numbers = value if isinstance(value, list) else [value]
+        for number in numbers:
+            if isinstance(number, float) and not math.isfinite(number):
+                raise TandemError(f"config key {key!r}: must be a finite number, got {value}")
+        if _positive_int_option(name):
+            if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in numbers):
+                raise TandemError(f"config key {key!r}: expected a positive integer"
+                                  f"{' (or a list of them)' if isinstance(value, list) else ''}, got {value!r}")
+        elif name == "dropout" or name.endswith("_dropout"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise TandemError(f"config key {key!r}: expected a probability in [0, 1), got {value!r}")
+        elif name in _POSITIVE_NUMBER_NAMES:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise TandemError(f"config key {key!r}: expected a positive number, got {value!r}")
+        elif name == "refresh" and not (value == "epoch" or (isinstance(value, int) and not isinstance(value, bool)
+                                                           and value >= 1)):
+            raise TandemError(f"config key {key!r}: expected 'epoch' or a positive number of steps, got {value!r}")

@@ -41,6 +41,28 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
+def require_utf8(path: Path, data: bytes) -> None:
+    """A TandemError naming the line when `data` is not UTF-8: decoding it leniently would turn different ids
+    with invalid bytes into the same text (each bad byte becomes U+FFFD), silently merging them."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise TandemError(
+            f"{path.name}, line {line}: not valid UTF-8 (byte 0x{data[error.start]:02x}); re-encode the file as "
+            f"UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def require_timestamps(values: np.ndarray, column: str, where: Callable[[int, str], str]) -> np.ndarray:
+    """Timestamps as finite seconds >= 0; a TandemError names the first bad cell's line and column."""
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise TandemError(f"{where(row, column)}: expected a timestamp (finite seconds >= 0), found {values[row]}")
+    return values
+
+
 @dataclass
 class TextTable:
     """The parsed rows (every cell a str) plus what is needed to point at a row's line in the file."""
@@ -77,6 +99,8 @@ def read_delimited(
     """
     if data is None:
         data = read_bytes(path)
+    if encoding.lower().startswith("utf-8") or encoding.lower().startswith("utf8"):
+        require_utf8(path, data)
     if len(sep) != 1:
         if quoted:
             raise TandemError(f"{path.name}: a multi-character separator {sep!r} cannot be used with quoted fields")

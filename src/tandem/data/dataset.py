@@ -28,6 +28,7 @@ class InteractionData:
     timestamps: np.ndarray  # [nnz]
     user_features: FeatureTables = field(default_factory=dict)
     item_features: FeatureTables = field(default_factory=dict)
+    duplicates_dropped: int = 0  # rows removed as duplicates by `preprocess` (see there)
 
     @property
     def num_users(self) -> int:
@@ -54,6 +55,7 @@ class InteractionData:
             "items": self.num_items,
             "interactions": self.num_interactions,
             "density": self.num_interactions / max(1, self.num_users * self.num_items),
+            "duplicates_dropped": self.duplicates_dropped,
         }
 
 
@@ -70,19 +72,49 @@ def k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
             return frame
 
 
+DUPLICATES = ("rows", "pairs")
+
+
+def check_timestamps(timestamps: np.ndarray, name: str) -> None:
+    """Timestamps must be finite seconds >= 0; a TandemError names the first bad one."""
+    bad = ~np.isfinite(timestamps) | (timestamps < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise TandemError(f"dataset {name!r}, interaction {row + 1}: timestamp {timestamps[row]} is not a finite "
+                          f"number of seconds >= 0")
+
+
+def drop_duplicates(frame: pd.DataFrame, duplicates: str) -> pd.DataFrame:
+    """`rows`: drop interactions equal to an earlier one in user, item and timestamp (a row given twice).
+    `pairs`: keep one interaction per user-item pair, the earliest (then the first in the file): for the general
+    task, where a pair seen again would be both a training item and a test target. Rows keep their file order."""
+    if duplicates not in DUPLICATES:
+        raise ValueError(f"duplicates must be one of {DUPLICATES}, got {duplicates!r}")
+    if duplicates == "rows":
+        return frame[~frame.duplicated(["user", "item", "timestamp"], keep="first")]
+    earliest = frame.sort_values(["timestamp", "_order"], kind="stable")
+    return earliest[~earliest.duplicated(["user", "item"], keep="first")].sort_values("_order", kind="stable")
+
+
 def preprocess(
     raw: RawDataset,
     rating_threshold: float | None = None,
     min_user_interactions: int = 10,
     min_item_interactions: int = 10,
+    duplicates: str = "rows",
 ) -> InteractionData:
-    """Filter, remap and order `raw` into an `InteractionData`."""
+    """Filter, remap and order `raw` into an `InteractionData`: rating threshold, then duplicates dropped (see
+    `drop_duplicates`; the count is kept in `duplicates_dropped`), then the iterative k-core."""
     frame = raw.interactions
+    check_timestamps(frame["timestamp"].to_numpy(dtype=np.float64), raw.name)
     if rating_threshold is not None:
         if "rating" not in frame.columns:
             raise TandemError(f"data.rating_threshold is set but dataset {raw.name!r} has no rating column")
         frame = frame[frame["rating"] >= rating_threshold]
     frame = frame.assign(_order=np.arange(len(frame)))
+    before = len(frame)
+    frame = drop_duplicates(frame, duplicates)
+    dropped = before - len(frame)
     frame = k_core(frame, min_user_interactions, min_item_interactions)
     if frame.empty:
         raise TandemError(
@@ -108,6 +140,7 @@ def preprocess(
         timestamps=timestamps,
         user_features=_feature_tables(raw.user_features, "user", user_tokens, raw.user_feature_kinds, offset=0),
         item_features=_feature_tables(raw.item_features, "item", item_tokens_sorted, raw.item_feature_kinds, offset=1),
+        duplicates_dropped=dropped,
     )
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tandem.data._delimited import TextTable, describe_sep, read_bytes, read_delimited, require_columns, \
-    require_tokens, to_float
+    require_timestamps, require_tokens, to_float
 from tandem.data.raw import RawDataset, RawFeatureKind
 from tandem.errors import TandemError
 
@@ -93,7 +93,8 @@ def read_atomic(directory: str | os.PathLike[str], name: str | None = None,
         "item": require_tokens(frame["item_id"], "item_id", table.where),
     })
     if "timestamp" in frame.columns:
-        interactions["timestamp"] = to_float(frame["timestamp"], "timestamp", table.where)
+        interactions["timestamp"] = require_timestamps(to_float(frame["timestamp"], "timestamp", table.where),
+                                                       "timestamp", table.where)
     else:
         interactions["timestamp"] = np.arange(len(frame), dtype=np.float64)
     if "rating" in frame.columns:
@@ -449,7 +450,12 @@ def _parquet_ids(values: pd.Series, column: str, where) -> np.ndarray:
 
 
 def _timestamps(values: pd.Series, column: str, where) -> np.ndarray:
-    """Seconds as float64: numbers as they are, date-time values or text converted to seconds since the epoch."""
+    """Seconds as float64 (finite, >= 0): numbers as they are, date-time values or text converted to seconds
+    since the epoch."""
+    return require_timestamps(_seconds(values, column, where), column, where)
+
+
+def _seconds(values: pd.Series, column: str, where) -> np.ndarray:
     if values.dtype.kind == "M" or isinstance(values.dtype, pd.DatetimeTZDtype):
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
