@@ -148,3 +148,28 @@ def test_sampled_softmax_of_a_scheme_leaves_accidental_hits_out():
         logits = [pos] + [float(queries[b] @ vectors[i]) for i in draws[b].tolist() if i != int(positives[b])]
         total += math.log(sum(math.exp(x) for x in logits)) - pos  # uniform log Q cancels
     assert got.item() == pytest.approx(total / B, abs=1e-5)
+
+
+def test_adasir_loss_of_a_scheme_corrects_by_the_resampling_weight():
+    """End to end, seed 003 eq. 1: w_hat(j|c) = exp(r_cj - log w(j|c)) / sum over the row's (non-hit) draws, with
+    log w(j|c) = r'_cj - log Q(j) - log sum_{K_c} exp(r' - log Q) written out from the pool's candidates."""
+    vectors, queries, positives = setup(6)
+    contexts = torch.arange(B)
+    adasir = AdaSIRSampler(N, num_contexts=B, pool_size=15, candidate_size=25, seed=0)
+    adasir.refresh_pools(contexts, queries, vectors)
+    sampler = Recording(adasir)
+    moved = queries + 0.3  # the model moved since the refresh: r (current) differs from r' (refresh)
+    got = retriever_loss(Vectors(vectors), sampler, build_loss("adasir", num_items=N), 6,
+                         {"item": positives, "context": contexts}, query=moved)
+    total = 0.0
+    for b in range(B):
+        cands = adasir.candidates[b].tolist()
+        logits = [float(queries[b] @ vectors[j]) + math.log(N) for j in cands]  # r'_cj - log Q(j), Q uniform
+        log_norm = math.log(sum(math.exp(x) for x in logits))
+        log_w = {j: x - log_norm for j, x in zip(cands, logits)}
+        pos = float(moved[b] @ vectors[positives[b]])
+        draws = [j for j in sampler.items[b].tolist() if j != int(positives[b])]
+        scores = [float(moved[b] @ vectors[j]) for j in draws]
+        weights = [math.exp(r - log_w[j]) for j, r in zip(draws, scores)]
+        total += sum(w / sum(weights) * math.log1p(math.exp(r - pos)) for w, r in zip(weights, scores))
+    assert got.item() == pytest.approx(total / B, abs=1e-5)
