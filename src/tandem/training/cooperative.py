@@ -83,9 +83,9 @@ class CooperativeScheme(Scheme):
         super().__init__(retriever, sampler, num_negatives, refresh, ranker)
         self.fusion = bool(fusion)
         # weight of the ranker in the fused final score (chosen on validation when `fusion`); 1 = ranker alone
-        self.register_buffer("fusion_weight", torch.tensor(1.0))
+        self.register_buffer("fusion_weight", torch.tensor(1.0, dtype=torch.float64))
         # validation lift of the ranker's pipeline over the retriever alone (monitored metric); -inf = unknown
-        self.register_buffer("ranker_lift", torch.tensor(float("-inf")))
+        self.register_buffer("ranker_lift", torch.tensor(float("-inf"), dtype=torch.float64))
         self.register_buffer("epochs_started", torch.tensor(0))
 
     def on_epoch_start(self, train: TrainSet) -> None:
@@ -201,8 +201,7 @@ def masked_sampled_softmax(scores: torch.Tensor, pos_log_q: torch.Tensor | None,
                            excluded: torch.Tensor) -> torch.Tensor:
     """Mean log-Q corrected sampled softmax over [positive | negatives] scores [B, 1 + L], `excluded` negatives
     left out of the normaliser."""
-    negatives = scores[:, 1:].masked_fill(excluded, float("-inf"))
-    return sampled_softmax(scores[:, 0], negatives, pos_log_q, neg_log_q).mean()
+    return sampled_softmax(scores[:, 0], scores[:, 1:], pos_log_q, neg_log_q, hit_mask=excluded).mean()
 
 
 def masked_bce(scores: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:

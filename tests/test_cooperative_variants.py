@@ -1,0 +1,104 @@
+"""tandem's cooperative options: fused final score, KL gate and warm-up, BCE ranker, negatives left out — and the
+planted-structure check that distillation lifts the retriever above its Independent self."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tandem.data.dataset import preprocess
+from tandem.data.splits import split_general
+from tandem.losses.distill import sampled_kl
+from tandem.models.rankers import build_ranker
+from tandem.models.retrievers import MF
+from tandem.sampling import UniformSampler
+from tandem.training.cooperative import CoRRScheme, excluded_negatives, masked_bce
+from tandem.training.registry import build_scheme_from_config
+from tandem.training.trainer import Trainer
+
+from test_cooperative import general_config, grouped_raw
+
+
+@pytest.fixture(scope="module")
+def grouped():
+    data = preprocess(grouped_raw(), min_user_interactions=1, min_item_interactions=1)
+    return data, split_general(data)
+
+
+def make_scheme(data, **options):
+    torch.manual_seed(0)
+    retriever = MF(data.num_users, data.num_items, 8)
+    ranker = build_ranker("deepfm", num_users=data.num_users, num_items=data.num_items,
+                          user_features=data.user_features, item_features=data.item_features, embedding_dim=8)
+    return CoRRScheme(retriever, ranker, UniformSampler(data.num_items), 10, sampled_kl, 1.0, **options)
+
+
+def test_fusion_weight_zero_is_the_retriever_order_and_never_loses_on_validation(grouped):
+    data, split = grouped
+    scheme = make_scheme(data, fusion=True)  # untrained: a random ranker, worse than the retriever
+    cutoffs, k = (5, 10, 20), 20
+    result = scheme.evaluate(split.valid, cutoffs, 128, retrieval_cutoff=k, calibrate=True)
+    retriever = result["retriever"]
+    # the blend with weight 0 orders the top-k exactly as the full ranking does (cutoffs <= k)
+    from tandem.evaluation import evaluate_batches
+
+    zero = evaluate_batches(split.valid, scheme._pipeline_rank_fn(cutoffs, k, (0.0,)), 128)
+    for name, value in retriever.items():
+        assert math.isclose(zero[f"w=0.0|{name}"], value, abs_tol=1e-12), name
+    assert result["pipeline"]["ndcg@10"] >= retriever["ndcg@10"] - 1e-12
+    assert 0.0 <= result["fusion"]["weight"] <= 1.0
+    # the weight is kept for test-time evaluation and reported
+    test = scheme.evaluate(split.test, cutoffs, 128, retrieval_cutoff=k)
+    assert test["fusion"]["weight"] == result["fusion"]["weight"] and "pipeline_ranker_only" in test
+
+
+def test_distill_gate_and_warmup(grouped):
+    data, split = grouped
+    batch = {key: value[:64] for key, value in split.train.tensors.items()}
+    scheme = make_scheme(data, distill_gate=True, distill_warmup=4)
+    assert "distill" not in scheme.losses(batch)  # the ranker's lift is unknown: gate shut
+    scheme.ranker_lift.fill_(-0.01)
+    assert scheme.current_distill_weight() == 0.0
+    scheme.ranker_lift.fill_(0.02)
+    scheme.epochs_started.fill_(1)
+    assert scheme.current_distill_weight() == pytest.approx(0.25)
+    assert "distill" in scheme.losses(batch)
+    scheme.epochs_started.fill_(9)
+    assert scheme.current_distill_weight() == pytest.approx(1.0)
+    paper = make_scheme(data)  # Algorithm 1: full weight from the first step
+    assert paper.current_distill_weight() == 1.0 and "distill" in paper.losses(batch)
+
+
+def test_bce_of_the_ranker_by_hand():
+    scores = torch.tensor([[2.0, -1.0, 0.5, 3.0]])
+    excluded = torch.tensor([[False, False, True]])
+    sigmoid = lambda x: 1.0 / (1.0 + math.exp(-x))  # noqa: E731
+    expected = -math.log(sigmoid(2.0)) - 0.5 * (math.log(1 - sigmoid(-1.0)) + math.log(1 - sigmoid(0.5)))
+    assert masked_bce(scores, excluded).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_excluded_negatives_are_hits_and_history_items_not_padding():
+    batch = {"item": torch.tensor([5, 7]), "history": torch.tensor([[0, 3, 4], [0, 0, 9]])}
+    negatives = torch.tensor([[5, 3, 0, 8], [9, 0, 7, 4]])
+    assert excluded_negatives(batch, negatives, False).tolist() == [[True, False, False, False],
+                                                                    [False, False, True, False]]
+    assert excluded_negatives(batch, negatives, True).tolist() == [[True, True, False, False],
+                                                                   [True, False, True, False]]
+
+
+def test_distillation_lifts_the_retriever_above_its_independent_self():
+    """Planted structure: sparse interactions, a strong same-group bonus the ranker sees through group features.
+    The Independent MF learns groups only from its few positives; CoRR's MF also gets the ranker's view of every
+    sampled negative through the sampled KL."""
+    data = preprocess(grouped_raw(num_users=300, num_items=200, per_user=6, seed=1),
+                      min_user_interactions=1, min_item_interactions=1)
+    split = split_general(data)
+    scores = {}
+    for scheme in ("independent", "corr"):
+        torch.manual_seed(0)
+        config = general_config(scheme, retriever={"name": "mf", "embedding_dim": 8},
+                                train={"epochs": 15, "lr": 0.01, "batch_size": 256, "num_negatives": 20,
+                                       "patience": 15, "progress": False})
+        result = Trainer(config, build_scheme_from_config(config, data, split), split).fit()
+        scores[scheme] = result.test["retriever"]["ndcg@10"]
+    assert scores["corr"] > 1.2 * scores["independent"], scores
