@@ -1,16 +1,19 @@
 """Load test of `tandem serve`: concurrent keep-alive clients against a server on 127.0.0.1, one torch thread.
 
     python benchmarks/serve_load.py                       # ML-100K CoRR (SASRec -> DIN), 8 and 32 clients
-    python benchmarks/serve_load.py --run runs/corr --clients 8 32 --requests 4000 --seconds 20
+    python benchmarks/serve_load.py --run runs/corr --clients 8 32 --workers 1 2 --seconds 15
 
 Without `--run`, a run directory is made from `--config` (default configs/ml100k-seq-corr.yaml) with the models'
-initial weights: the cost of an answer does not depend on the weights, and no training is needed. The server is
-started as a separate process (`tandem serve --host 127.0.0.1 --port 0 --threads 1`), every client is an asyncio
-task holding one keep-alive connection (httpx.AsyncClient) and posting {"user": <random known user>, "k": 10} as
-soon as its previous answer arrives. Each level runs for at most `--requests` answers or `--seconds` seconds after a
-short warm-up, whichever comes first; then the server gets SIGTERM and must exit on its own. Figures: throughput
-(answers per second), latency p50 / p90 / p99 / max (ms), errors (non-200 answers or failed connections).
-Everything goes to `--out` (default benchmarks/results/serve_load.json).
+initial weights: the cost of an answer does not depend on the weights, and no training is needed. For each
+`--workers` value a server is started as its own process (`tandem serve --host 127.0.0.1 --port 0 --threads 1
+--workers W`): torch and FAISS use one thread per call, and with `--workers 1` the model runs on one CPU thread in
+all. Every client is an asyncio task holding one keep-alive connection and posting {"user": <random known user>,
+"k": 10} as soon as its previous answer arrives (`--client raw`: a minimal HTTP/1.1 client on asyncio streams, so
+that the client's own CPU cost disturbs the server little; `--client httpx`: httpx.AsyncClient). Each level runs for
+at most `--requests` answers or `--seconds` seconds after a warm-up, whichever comes first; then the server gets
+SIGTERM and must exit on its own (exit status 0). Figures: throughput (answers per second), latency p50 / p90 /
+p99 / max (ms), errors (non-200 answers, malformed answers, failed connections). Everything goes to `--out`
+(default benchmarks/results/serve_load.json).
 """
 from __future__ import annotations
 
@@ -55,10 +58,9 @@ def make_run(config_path: Path, out: Path) -> dict[str, Any]:
             "weights": "initial (untrained)"}
 
 
-def start_server(run: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+def start_server(run: Path, workers: int, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "tandem.cli", "serve", str(run), "--host", "127.0.0.1", "--port", "0",
-               "--quiet", "--threads", "1", "--workers", str(args.workers), "--max-batch-rows",
-               str(args.max_batch_rows)]
+               "--quiet", "--threads", "1", "--workers", str(workers), "--max-batch-rows", str(args.max_batch_rows)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = process.stdout.readline()  # "serving http://127.0.0.1:PORT (...)"
@@ -68,47 +70,96 @@ def start_server(run: Path, args: argparse.Namespace) -> tuple[subprocess.Popen,
     return process, line.split()[1]
 
 
-async def one_level(url: str, users: list[str], clients: int, requests: int, seconds: float, warmup: float,
-                    k: int, seed: int) -> dict[str, Any]:
-    import httpx
+class RawClient:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: POST a JSON body, read status and body."""
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        payload = json.dumps(body).encode()
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        fields = (line.partition(":") for line in lines[1:] if line)
+        headers = {name.lower(): value.strip() for name, _, value in fields}
+        content = await self.reader.readexactly(int(headers.get("content-length", "0")))
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, content
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class HttpxClient:
+    """The same through httpx.AsyncClient (one connection per client)."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=1), timeout=30.0)
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        response = await self.client.post(path, json=body)
+        return response.status_code, response.content
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def one_level(url: str, users: list[str], clients: int, requests: int, seconds: float, warmup: float,
+                    k: int, seed: int, kind: str) -> dict[str, Any]:
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    state = {"measuring": False, "stop": False, "started": 0.0}
+    state = {"measuring": False, "stop": False}
     rng = random.Random(seed)
+    host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
 
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
-        async def worker() -> None:
+    async def worker() -> None:
+        connection = RawClient(host, int(port)) if kind == "raw" else HttpxClient(url)
+        try:
             while not state["stop"]:
-                body = {"user": rng.choice(users), "k": k}
                 began = time.perf_counter()
                 try:
-                    response = await client.post("/recommend", json=body)
-                    kind = None if response.status_code == 200 else f"HTTP {response.status_code}"
-                except httpx.HTTPError as error:
-                    kind = type(error).__name__
+                    status, content = await asyncio.wait_for(
+                        connection.post("/recommend", {"user": rng.choice(users), "k": k}), 30)
+                    answer = json.loads(content) if status == 200 else None
+                    kind_of_error = (f"HTTP {status}" if status != 200 else
+                                     None if len(answer.get("recommendations", ())) == k else "short answer")
+                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
+                    kind_of_error = type(error).__name__
+                    await connection.close()
+                    connection = RawClient(host, int(port)) if kind == "raw" else HttpxClient(url)
                 elapsed = time.perf_counter() - began
                 if not state["measuring"]:
                     continue
-                if kind is None:
+                if kind_of_error is None:
                     latencies.append(elapsed)
                 else:
-                    errors[kind] = errors.get(kind, 0) + 1
+                    errors[kind_of_error] = errors.get(kind_of_error, 0) + 1
                 if len(latencies) + sum(errors.values()) >= requests:
                     state["stop"] = True
+        finally:
+            await connection.close()
 
-        tasks = [asyncio.create_task(worker()) for _ in range(clients)]
-        await asyncio.sleep(warmup)
-        state["measuring"], state["started"] = True, time.perf_counter()
-        deadline = state["started"] + seconds
-        while not state["stop"] and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
-        state["stop"] = True
-        ended = time.perf_counter()
-        state["measuring"] = False  # answers still in flight are not counted
-        await asyncio.gather(*tasks)
-    duration = ended - state["started"]
+    tasks = [asyncio.create_task(worker()) for _ in range(clients)]
+    await asyncio.sleep(warmup)
+    state["measuring"], started = True, time.perf_counter()
+    while not state["stop"] and time.perf_counter() < started + seconds:
+        await asyncio.sleep(0.02)
+    state["stop"], state["measuring"] = True, False  # answers still in flight are not counted
+    ended = time.perf_counter()
+    await asyncio.gather(*tasks)
+    duration = ended - started
     milliseconds = np.array(latencies) * 1e3 if latencies else np.array([np.nan])
     return {
         "clients": clients,
@@ -129,69 +180,91 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, help="a trained run directory (default: make one from --config)")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "ml100k-seq-corr.yaml")
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 32], help="concurrency levels (default 8 32)")
-    parser.add_argument("--requests", type=int, default=6000, help="answers per level at most (default 6000)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="seconds per level at most (default 20)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="the server's inference threads, one server each (default 1 2)")
+    parser.add_argument("--requests", type=int, default=8000, help="answers per level at most (default 8000)")
+    parser.add_argument("--seconds", type=float, default=12.0, help="seconds per level at most (default 12)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each level")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2, help="the server's inference threads (default 2)")
-    parser.add_argument("--max-batch-rows", type=int, default=32, help="the server's --max-batch-rows")
+    parser.add_argument("--max-batch-rows", type=int, default=16, help="the server's --max-batch-rows")
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve_load.json")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT / "src"))
+    servers = []
     with tempfile.TemporaryDirectory(prefix="serve-load-") as scratch:
         if args.run is None:
             run = Path(scratch) / "run"
             model = make_run(args.config.resolve(), run)
         else:
             run, model = args.run, {"run": str(args.run), "weights": "trained"}
-        process, url = start_server(run, args)
-        try:
-            import httpx
-
-            health = httpx.get(url + "/health", timeout=30).json()
-            model.update({key: health.get(key) for key in ("task", "scheme", "retriever", "ranker", "users", "items",
-                                                            "retrieval_cutoff")})
-            users = [str(user) for user in _known_users(run)]
-            levels = []
-            for clients in args.clients:
-                level = asyncio.run(one_level(url, users, clients, args.requests, args.seconds, args.warmup,
-                                              args.k, args.seed))
-                print(json.dumps(level), flush=True)
-                levels.append(level)
-            health = httpx.get(url + "/health", timeout=30).json()
-        finally:
-            process.send_signal(signal.SIGTERM)
+        users = _known_users(run)
+        for workers in args.workers:
+            process, url = start_server(run, workers, args)
+            levels: list[dict[str, Any]] = []
+            health: dict[str, Any] = {}
             try:
-                exit_code = process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                exit_code = "killed after 30 s"
+                health = _get_json(url + "/health")
+                model.update({key: health.get(key) for key in ("task", "scheme", "retriever", "ranker", "users",
+                                                                "items", "retrieval_cutoff")})
+                for clients in args.clients:
+                    level = asyncio.run(one_level(url, users, clients, args.requests, args.seconds, args.warmup,
+                                                  args.k, args.seed, args.client))
+                    level["workers"] = workers
+                    print(json.dumps(level), flush=True)
+                    levels.append(level)
+                health = _get_json(url + "/health")
+            finally:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    exit_code: int | str = process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    exit_code = "killed after 30 s"
+            servers.append({"workers": workers, "torch_threads": 1, "max_batch_rows": args.max_batch_rows,
+                            "model_calls": health.get("model_calls"), "rows_answered": health.get("rows"),
+                            "exit_code_after_sigterm": exit_code, "levels": levels})
     result = {
         "command": "python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "server": {"stack": "FastAPI + uvicorn (h11)", "torch_threads": 1, "workers": args.workers,
-                   "max_batch_rows": args.max_batch_rows, "model_calls": health.get("model_calls"),
-                   "rows_answered": health.get("rows"), "exit_code_after_sigterm": exit_code},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_average_at_end": [round(value, 2) for value in os.getloadavg()]},
+        "stack": "FastAPI + uvicorn" + (" (httptools, uvloop)" if _has("httptools") and _has("uvloop") else ""),
+        "client": args.client,
         "model": model,
         "request": {"k": args.k, "body": '{"user": <random known user>, "k": %d}' % args.k},
-        "levels": levels,
+        "servers": servers,
         "baseline": BASELINE,
         "goal": {"clients_32_errors": 0, "clients_32_p99_ms_at_most": 100,
                  "clients_8_throughput_rps_at_least": 3 * BASELINE["throughput_rps"]},
+        "goal_met": {},
     }
-    by_clients = {level["clients"]: level for level in levels}
-    if 8 in by_clients and 32 in by_clients:
-        result["goal_met"] = {
-            "clients_32_errors": by_clients[32]["errors"] == 0,
-            "clients_32_p99": by_clients[32]["p99_ms"] <= 100,
-            "clients_8_throughput": by_clients[8]["throughput_rps"] >= 3 * BASELINE["throughput_rps"],
-        }
+    for server in servers:
+        by_clients = {level["clients"]: level for level in server["levels"]}
+        if 8 in by_clients and 32 in by_clients:
+            result["goal_met"][f"workers_{server['workers']}"] = {
+                "clients_32_errors": by_clients[32]["errors"] == 0,
+                "clients_32_p99": by_clients[32]["p99_ms"] <= 100,
+                "clients_8_throughput": by_clients[8]["throughput_rps"] >= 3 * BASELINE["throughput_rps"],
+            }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {args.out}")
     return 0
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def _known_users(run: Path) -> list[str]:

@@ -219,6 +219,8 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], str]] = [
     ("evaluate a directory without best.pt", lambda ws: ["evaluate", str(ws.damaged_run("best.pt", Path.unlink))],
      "best.pt is missing"),
     ("recommend an unknown user", lambda ws: ["recommend", str(ws.trained), "--user", "nobody"], "nobody"),
+    ("recommend retrieval cutoff > catalogue", lambda ws: ["recommend", str(ws.trained), "--user", "u1",
+                                                          "--retrieval-cutoff", "61"], "larger than the catalogue"),
     ("recommend k 0", lambda ws: ["recommend", str(ws.trained), "--user", "u1", "--k", "0"], "--k"),
     ("no command", lambda ws: [], "required"),
     ("unknown option", lambda ws: ws.train("--colour", "red"), "--colour"),

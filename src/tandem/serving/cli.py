@@ -137,8 +137,8 @@ def add_serving_commands(subparsers: Any) -> None:
     limits.add_argument("--workers", type=_positive, default=2, help="inference threads (default 2)")
     limits.add_argument("--threads", type=_positive, default=1,
                         help="torch / FAISS threads per inference call (default 1)")
-    limits.add_argument("--max-batch-rows", type=_positive, default=32,
-                        help="rows of waiting requests merged into one model call (default 32; 1: no merging)")
+    limits.add_argument("--max-batch-rows", type=_positive, default=16,
+                        help="rows of waiting requests merged into one model call (default 16; 1: no merging)")
     limits.add_argument("--max-connections", type=_positive, default=1024,
                         help="connections and requests at once; beyond, 503 (default 1024)")
     _index_options(serve)

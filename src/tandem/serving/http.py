@@ -58,7 +58,7 @@ class ServeSettings:
     timeout_s: float = 10.0  # answer within this or 504
     workers: int = 2  # inference threads
     threads: int | None = 1  # torch / FAISS threads per call (None: leave as they are)
-    max_batch_rows: int = 32  # rows merged into one model call
+    max_batch_rows: int = 16  # rows merged into one model call
     max_connections: int = 1024  # open connections + requests in flight; beyond, 503
     keep_alive_s: float = 5.0
     graceful_s: float = 10.0  # on shutdown, time given to requests in flight

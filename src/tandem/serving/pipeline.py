@@ -95,6 +95,9 @@ class Recommender:
         self.retrieval_cutoff = int(retrieval_cutoff if retrieval_cutoff is not None else config.eval.retrieval_cutoff)
         if self.retrieval_cutoff < 1:
             raise TandemError(f"retrieval_cutoff must be >= 1, got {self.retrieval_cutoff}")
+        if retrieval_cutoff is not None and retrieval_cutoff > data.num_items:
+            raise TandemError(f"retrieval cutoff {retrieval_cutoff} is larger than the catalogue "
+                              f"({data.num_items} items); use at most {data.num_items}")
         self.batch_size = int(batch_size or config.train.eval_batch_size)
         self.cooperative = bool(getattr(scheme, "cooperative", False))
         self.needs_user = uses_users(scheme.retriever) or (self.cooperative and uses_users(scheme.ranker))
