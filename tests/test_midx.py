@@ -146,3 +146,17 @@ def test_rebuild_refuses_non_finite_vectors():
         broken[N // 2, 3] = bad
         with pytest.raises(ValueError, match="NaN or infinite"):
             sampler.refresh(broken)  # a warm rebuild: the check is cheap now, not skipped
+
+
+def test_bench_compares_sizes_in_one_run(tmp_path):
+    """`tandem bench samplers --items A B` measures both sizes and reports the issue-10 goals from one run."""
+    from tandem.sampling.bench import main as bench_main
+
+    out = tmp_path / "two.json"
+    result = bench_main(["--items", "400", "800", "--queries", "16", "--negatives", "4", "--dim", "8",
+                         "--repeats", "1", "--kl-queries", "4", "--out", str(out)])
+    assert set(result["runs"]) == {"400", "800"} and result["smallest"] == 400 and result["largest"] == 800
+    targets = result["targets"]
+    assert targets["midx_speedup_vs_exact_at_largest"] > 0 and targets["midx_time_ratio_largest_over_smallest"] > 0
+    assert set(targets["kl_midx_by_size"]) == {"400", "800"}
+    assert out.exists() and result["runs"]["800"]["midx_nonempty_cells"] >= 1

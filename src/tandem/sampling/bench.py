@@ -1,12 +1,18 @@
 """Sampler benchmark: time per batch, MIDX index build, and distance of each proposal to the exact softmax.
 
-    python -m tandem.sampling.bench --items 1000000 --queries 512 --negatives 20 --dim 64 --out samplers.json
+    tandem bench samplers --items 10000 1000000 --queries 512 --negatives 20 --dim 64 --out samplers.json
+
+With several --items sizes one run measures each size, then times the MIDX batch of every size again interleaved
+(so a load change on the machine hits all sizes alike) and reports the goals of issue 10: MIDX speed-up over exact
+sampling at the largest size, MIDX time at the largest size over the smallest, KL(P || Q^) of MIDX at each size.
+Torch and FAISS run on --threads threads (default 1; restored afterwards).
 
 Embeddings have real structure: items are a hierarchical Gaussian mixture (32 genres x 8 sub-genres), queries sit
 near sub-genre centres, so the exact softmax is far from uniform and MIDX's clustering residual is what separates
 it from the exact softmax. A flat mixture of 256 isotropic blobs in random directions (no shared structure between
 the two halves of the vectors, the hard case for MIDX) is also measured for the default K ("kl_flat_mixture").
-One batch = `sample(query [B, d], n)` plus `log_prob` of one positive per query. Timings are medians of a few repeats after one warm-up (time.perf_counter). KL(P_exact || Q) is
+One batch = `sample(query [B, d], n)` plus `log_prob` of one positive per query. Timings are medians after one
+warm-up (time.perf_counter): --repeats runs, more for fast samplers (as many as fit in 0.05 s x --repeats). KL(P_exact || Q) is
 averaged over queries, with exact log-probabilities streamed over item chunks so memory stays modest at 1M items.
 AdaSIR's pool is a finite sample (its KL to the softmax is infinite), so it gets a total-variation figure instead.
 """
@@ -58,14 +64,32 @@ def make_embeddings(
     return items, queries
 
 
-def _median_time(fn: Callable[[], Any], repeats: int) -> float:
+def _median_time(fn: Callable[[], Any], repeats: int, budget_seconds: float | None = None) -> float:
+    """Median seconds of `fn()` after one warm-up: at least `repeats` runs, more while they fit in the budget
+    (default 0.05 s per repeat), so millisecond figures are medians of many runs, robust to a shared machine."""
+    budget_seconds = 0.05 * repeats if budget_seconds is None else budget_seconds
     fn()  # warm-up
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    begin = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - begin < budget_seconds and len(times) < 1000):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def _interleaved_times(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """Median seconds per call of each function, timed in alternation (round-robin) so that they share the
+    machine's conditions: the fair way to compare sizes on a machine shared with other work."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _batch_fn(sampler: Sampler, queries: torch.Tensor, positives: torch.Tensor, num: int,
@@ -124,7 +148,8 @@ def pool_tv_to_exact(sampler: AdaSIRSampler, items: torch.Tensor, queries: torch
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="tandem bench samplers", description=__doc__.split("\n")[0])
-    parser.add_argument("--items", type=int, default=10_000, help="number of items N")
+    parser.add_argument("--items", type=int, nargs="+", default=[10_000],
+                        help="number of items N; several sizes are measured in one run and compared")
     parser.add_argument("--queries", type=int, default=512, help="queries per batch B")
     parser.add_argument("--negatives", type=int, default=20, help="draws per query n")
     parser.add_argument("--dim", type=int, default=64, help="embedding dimension d")
@@ -132,9 +157,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure (median reported)")
     parser.add_argument("--kl-queries", type=int, default=64, help="queries averaged for KL/TV")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch and FAISS threads (restored afterwards)")
     parser.add_argument("--out", help="JSON file to write (atomically)")
     args = parser.parse_args(argv)
-    for name in ("items", "queries", "negatives", "dim", "clusters", "repeats", "kl_queries"):
+    if min(args.items) < 1:
+        parser.error("--items must be >= 1")
+    for name in ("queries", "negatives", "dim", "clusters", "repeats", "kl_queries", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.dim < 2:
@@ -143,9 +171,67 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the benchmark; returns the figures (and writes them to --out if given)."""
+    """Run the benchmark; returns the figures (and writes them to --out if given).
+
+    One size: the figures of that size. Several: {"runs": {size: figures}, "interleaved_midx_seconds_per_batch",
+    "targets"} with the issue-10 goals computed from one run.
+    """
+    import faiss
+
     args = parse_args(argv)
-    n_items, n_neg = args.items, args.negatives
+    threads = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)  # FAISS's OpenMP k-means crawls when the cores are oversubscribed
+    try:
+        runs: dict[str, dict[str, Any]] = {}
+        batches: dict[str, Callable[[], Any]] = {}
+        for n_items in args.items:
+            runs[str(n_items)], batches[str(n_items)] = _measure(args, n_items)
+        result = next(iter(runs.values())) if len(runs) == 1 else _compare_sizes(args, runs, batches)
+    finally:
+        torch.set_num_threads(threads[0])
+        faiss.omp_set_num_threads(threads[1])
+    if args.out:
+        atomic_write_json(Path(args.out), result)
+    if len(runs) > 1:
+        _print_targets(result)
+    return result
+
+
+def _compare_sizes(args: argparse.Namespace, runs: dict[str, dict[str, Any]],
+                   batches: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Summary of a multi-size run: the MIDX batches timed again in alternation, and the goals of issue 10."""
+    interleaved = _interleaved_times(batches, rounds=max(200, args.repeats))
+    small, large = str(min(args.items)), str(max(args.items))
+    big = runs[large]
+    targets = {
+        "midx_speedup_vs_exact_at_largest": big["seconds_per_batch"]["exact"] / interleaved[large],
+        "midx_time_ratio_largest_over_smallest": interleaved[large] / interleaved[small],
+        "kl_midx_by_size": {size: run["kl_to_exact"]["midx"] for size, run in runs.items()},
+        "kl_midx_over_kl_uniform_at_largest": big["kl_to_exact"]["midx"] / big["kl_to_exact"]["uniform"],
+        "index_rebuild_seconds_at_largest": big["index_rebuild_seconds"],
+    }
+    targets["goals_met"] = {
+        "speedup_at_least_3000x": targets["midx_speedup_vs_exact_at_largest"] >= 3000,
+        "time_ratio_at_most_1.2": targets["midx_time_ratio_largest_over_smallest"] <= 1.2,
+    }
+    return {"runs": runs, "smallest": int(small), "largest": int(large), "threads": args.threads,
+            "interleaved_midx_seconds_per_batch": interleaved, "targets": targets}
+
+
+def _print_targets(result: dict[str, Any]) -> None:
+    t = result["targets"]
+    small, large = result["smallest"], result["largest"]
+    times = result["interleaved_midx_seconds_per_batch"]
+    print(f"midx per batch (interleaved): N={small:,} {times[str(small)] * 1e3:.3f} ms, "
+          f"N={large:,} {times[str(large)] * 1e3:.3f} ms -> ratio {t['midx_time_ratio_largest_over_smallest']:.3f}")
+    print(f"midx {t['midx_speedup_vs_exact_at_largest']:,.0f}x faster than exact at N={large:,}; "
+          f"KL(P||Q^) midx by size {t['kl_midx_by_size']}")
+
+
+def _measure(args: argparse.Namespace, n_items: int) -> tuple[dict[str, Any], Callable[[], Any]]:
+    """All figures at one size; also returns the MIDX batch function (for the interleaved comparison)."""
+    n_neg = args.negatives
     torch.manual_seed(args.seed)
     items, queries = make_embeddings(n_items, args.dim, args.queries, args.seed)
     positives = torch.randint(1, n_items + 1, (args.queries,), generator=torch.Generator().manual_seed(args.seed))
@@ -172,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stage("exact")
     exact = ExactSampler(n_items, seed=args.seed)
     exact.refresh(items)
-    seconds["exact"] = _median_time(_batch_fn(exact, queries, positives, n_neg, None), exact_repeats)
+    seconds["exact"] = _median_time(_batch_fn(exact, queries, positives, n_neg, None), exact_repeats, 0.0)
     progress.update()
 
     stage("midx build")
@@ -186,7 +272,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     progress.update()
 
     stage("midx")
-    seconds["midx"] = _median_time(_batch_fn(midx, queries, positives, n_neg, None), args.repeats)
+    midx_batch = _batch_fn(midx, queries, positives, n_neg, None)
+    seconds["midx"] = _median_time(midx_batch, args.repeats)
     kl["midx"], tv["midx"] = divergence_to_exact(items, kl_q, midx.log_prob)
     progress.update()
 
@@ -230,22 +317,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "dim": args.dim,
         "clusters": args.clusters,
         "seed": args.seed,
-        "threads": torch.get_num_threads(),
+        "threads": args.threads,
         "seconds_per_batch": seconds,
         "index_build_seconds": build_seconds,
         "index_rebuild_seconds": rebuild_seconds,
         "adasir_pool_refresh_seconds": pool_seconds,
         "midx_speedup_vs_exact": seconds["exact"] / seconds["midx"],
+        "midx_nonempty_cells": int(midx.nz_cells.shape[0]),
+        "midx_draw": "joint over non-empty cells" if midx.nz_cells.shape[0] <= midx.k + n_neg * midx.row_cols.shape[1]
+        else "two steps over non-empty cells",
         "kl_to_exact": kl,
         "tv_to_exact": tv,
         "midx_by_clusters": sweep,
         "kl_flat_mixture": flat,
         "data": f"hierarchical Gaussian mixture {GENRES}x{SUBGENRES}, d={args.dim}; KL/TV over {kl_q.shape[0]} queries",
     }
-    if args.out:
-        atomic_write_json(Path(args.out), result)
     _print_table(result)
-    return result
+    return result, midx_batch
 
 
 def _print_table(result: dict[str, Any]) -> None:

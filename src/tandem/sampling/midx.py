@@ -29,7 +29,7 @@ warm-start k-means from the previous centroids when the shapes match.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -68,41 +68,50 @@ def _kmeans(
     return km.centroids.copy(), codes[:, 0].astype(np.int64), float(dist.mean())
 
 
-def _draw(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF categorical draws from log-space `logits` [R, K] (-inf allowed, not all), one per uniform in
-    `u` [R, m]; the fallback of `_draw_weights` when float64 weights underflow.
-    """
-    return _draw_weights(torch.exp((logits - logits.max(dim=1, keepdim=True).values).double()), u)
+#: A row of float64 weights whose total is below this is recomputed in log space (relative precision kept).
+_TINY = 1e-250
 
 
-def _draw_weights(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF categorical draws: for each row of non-negative `weights` [R, K] (float64, not all 0), one
-    index per uniform in `u` [R, m]. Zero-weight entries are never returned: the search is strict and the target
-    stays below the row total, so it lands at or before the last positive entry. Cheaper than torch.multinomial
-    for many short rows.
+def _draw(
+    weights: torch.Tensor, u: torch.Tensor, logits_of: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Inverse-CDF categorical draws: for each row of non-negative `weights` [R, K] (float64), one index per
+    uniform in `u` [R, m]. Zero-weight entries are never returned: the search is strict and the target stays below
+    the row total, so it lands at or before the last positive entry. Cheaper than torch.multinomial for many short
+    rows. A row whose total underflows (< _TINY) is redone from its log-space weights `logits_of(rows)` [r, K]
+    (-inf allowed, not all), exponentiated after subtracting the row max.
     """
     cdf = torch.cumsum(weights, dim=1)
+    if logits_of is not None:
+        low = cdf[:, -1] < _TINY
+        if bool(low.any()):
+            rows = low.nonzero().squeeze(1)
+            logits = logits_of(rows).double()
+            cdf[rows] = torch.cumsum(torch.exp(logits - logits.max(dim=1, keepdim=True).values), dim=1)
     total = cdf[:, -1:]
     target = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
     return torch.searchsorted(cdf, target, right=True)
 
 
-#: Float64 weights whose row maximum is below this are recomputed in log space (relative precision kept).
-_TINY = 1e-250
+def _lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for a 1-D table and any index shape (index_select: several times faster than indexing)."""
+    return table.index_select(0, index.reshape(-1)).view(index.shape)
 
 
 class _QueryStats(NamedTuple):
     """Per-query quantities of one batch (cached for the last query).
 
-    s1, s2, log_psi, log_z: as in the module docstring (float32, like the vectors). e1 = exp(s1 - max s1),
-    e2 = exp(s2 - max s2) and psi = e2 @ omega^T are float64 [B, K]: the draws reuse them instead of
-    exponentiating again. `exact_rows` [B] marks rows where psi underflowed for a non-empty row of cells.
+    s1, s2 [B, K] and log_z [B]: as in the module docstring (float32, like the vectors). top1, top2 [B, 1] are
+    the row maxima of s1, s2 (float64); e1 = exp(s1 - top1), e2 = exp(s2 - top2) and psi = e2 @ omega^T (psi of
+    the docstring times exp(-top2)) are float64 [B, K]: the draws reuse them instead of exponentiating again.
+    `exact_rows` [B] marks rows where sum_k1 e1 psi underflows (their log Z and k1 draws are computed in log space).
     """
 
     s1: torch.Tensor
     s2: torch.Tensor
-    log_psi: torch.Tensor
     log_z: torch.Tensor
+    top1: torch.Tensor
+    top2: torch.Tensor
     e1: torch.Tensor
     e2: torch.Tensor
     psi: torch.Tensor
@@ -253,9 +262,11 @@ class MIDXSampler(VectorSampler):
     def _query_stats(self, query: torch.Tensor) -> _QueryStats:
         """Per-query stats (see `_QueryStats`) for the query rows, cached for the last query.
 
-        psi[b, k1] = sum_k2 omega[k1, k2] exp(s2[b, k2]) is one [B, K] x [K, K] product in float64 after shifting
-        s2 by its row max; the rare (b, k1) where that underflows for a non-empty row (logit ranges > ~700) are
-        recomputed exactly with logsumexp. log Z = logsumexp_k1(s1 + log psi) normalises every cell probability.
+        psi[b, k1] = sum_k2 omega[k1, k2] exp(s2[b, k2] - top2) is one [B, K] x [K, K] product in float64, and
+        Z = exp(top1 + top2) sum_k1 e1[k1] psi[k1], so log Z costs B logs. The rare rows where psi underflows for a
+        non-empty row of cells (logit ranges > ~700) only matter when the whole sum underflows (e1 <= 1, so such
+        a row weighs < 1e-300 / total); those rows get log Z = logsumexp_k1(s1 + log psi) with the underflowed
+        log psi recomputed exactly by logsumexp.
         """
         self._require_index()
         w1, w2 = self.centroids
@@ -266,110 +277,120 @@ class MIDXSampler(VectorSampler):
             return self._cache[1]
         s1 = query[:, : self.split] @ w1.T / self.temperature
         s2 = query[:, self.split:] @ w2.T / self.temperature
-        top2 = s2.max(dim=1, keepdim=True).values
-        e2 = torch.exp((s2 - top2).double())
+        s1d, s2d = s1.double(), s2.double()
+        top1, top2 = s1d.max(dim=1, keepdim=True).values, s2d.max(dim=1, keepdim=True).values
+        e1, e2 = torch.exp(s1d - top1), torch.exp(s2d - top2)
         psi = e2 @ self.omega.T
-        log_psi = torch.log(psi) + top2.double()
+        total = (e1 * psi).sum(1)
+        log_z = torch.log(total) + (top1 + top2).squeeze(1)
+        exact_rows = total < _TINY  # else a psi that underflowed weighs < 1e-60 of Z: nothing to correct
+        if bool(exact_rows.any()):
+            rows = exact_rows.nonzero().squeeze(1)
+            log_z[rows] = torch.logsumexp(s1d[rows] + self._log_psi(s2[rows], psi[rows], top2[rows]), dim=1)
+        stats = _QueryStats(s1, s2, log_z.to(s1.dtype), top1, top2, e1, e2, psi, exact_rows)
+        self._cache = (query.clone(), stats)
+        return stats
+
+    def _log_psi(self, s2: torch.Tensor, psi: torch.Tensor, top2: torch.Tensor) -> torch.Tensor:
+        """log psi [r, K] (float64, unshifted) of a few rows; entries where psi underflowed for a non-empty row
+        are recomputed exactly as logsumexp_k2(log omega[k1, k2] + s2[k2])."""
+        log_psi = torch.log(psi) + top2
         bad = (psi == 0) & self.row_nonempty
         if bool(bad.any()):
             rows, k1 = bad.nonzero(as_tuple=True)
             log_psi[rows, k1] = torch.logsumexp(self.log_omega2d[k1].double() + s2[rows].double(), dim=1)
-        log_z = torch.logsumexp(s1.double() + log_psi, dim=1)
-        e1 = torch.exp((s1 - s1.max(dim=1, keepdim=True).values).double())
-        stats = _QueryStats(s1, s2, log_psi.to(s1.dtype), log_z.to(s1.dtype), e1, e2, psi, bad.any(1))
-        self._cache = (query.clone(), stats)
-        return stats
+        return log_psi
 
     def _log_q_of(self, stats: _QueryStats, items: torch.Tensor) -> torch.Tensor:
-        """log Q^(items) [B, L] = s1[k1] + s2[k2] + log omega[cell] - log Z + log P(item | cell)."""
-        cells = self.item_cell[items]
+        """log Q^(items) [B, L] = s1[k1] + s2[k2] + log omega[cell] - log Z + log P(item | cell); -inf for 0."""
+        cells = _lookup(self.item_cell, items)
         k = self.k
-        log_q = self._log_q_of_cells(stats, cells // k, cells % k, cells, self.log_within[items])
+        log_q = self._log_q_of_cells(stats, cells // k, cells % k, cells, _lookup(self.log_within, items))
         return log_q.masked_fill(items <= 0, float("-inf"))  # padding: never scored, whatever the logits
 
     def _log_q_of_cells(self, stats: _QueryStats, k1: torch.Tensor, k2: torch.Tensor, cells: torch.Tensor,
                         log_within: torch.Tensor) -> torch.Tensor:
         """log Q^ from an item's cell and log P(item | cell): the one formula shared by `sample` and `log_prob`
         (same operations in the same order, so a draw's log_q equals its `log_prob` bit for bit)."""
-        return (stats.s1.gather(1, k1) + stats.s2.gather(1, k2) + self.log_omega[cells]
+        return (stats.s1.gather(1, k1) + stats.s2.gather(1, k2) + _lookup(self.log_omega, cells)
                 - stats.log_z.unsqueeze(1) + log_within)
 
     def cell_log_probs(self, query: torch.Tensor) -> torch.Tensor:
         """log P(cell | query) [B, K*K] (cell = k1 * K + k2), normalised; empty cells are -inf. O(B K^2) memory."""
-        s1, s2, _, log_z = self._query_stats(query)[:4]
+        stats = self._query_stats(query)
+        s1, s2 = stats.s1, stats.s2
         joint = (s1.unsqueeze(2) + s2.unsqueeze(1)).reshape(s1.shape[0], -1) + self.log_omega
-        return joint - log_z.unsqueeze(1)
+        return joint - stats.log_z.unsqueeze(1)
 
     def sample(
         self, query: torch.Tensor, num: int, context: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """k1 ~ P(k1), k2 ~ P(k2 | k1), item ~ P(item | cell); returns the items and their exact log Q^."""
+        """(k1, k2) ~ P(cell), item ~ P(item | cell); returns the items and their exact log Q^."""
         if not isinstance(num, int) or num < 1:
             raise ValueError(f"num must be a positive integer, got {num!r}")
         stats = self._query_stats(query)
         batch, k = stats.s1.shape
         device = stats.s1.device
         gen = self.generators(device)
-        u_cell = torch.rand(batch, num, generator=gen, device=device, dtype=torch.float64)
+        u_cell, u_item = torch.rand(2, batch, num, generator=gen, device=device, dtype=torch.float64)
         if self.nz_cells.shape[0] <= k + num * self.row_cols.shape[1]:
             k1, k2 = self._draw_cells_joint(stats, u_cell)
         else:
             k1, k2 = self._draw_cells_two_step(stats, u_cell, gen)
         cells = k1 * k + k2
-        u = torch.rand(cells.shape, generator=gen, device=device, dtype=torch.float64)
-        offsets = self.cell_offsets[cells]
-        counts = self.cell_counts[cells]
+        offsets = _lookup(self.cell_offsets, cells)
+        counts = _lookup(self.cell_counts, cells)
         if self.popularity is None:
-            pos = offsets + torch.minimum((u * counts).long(), counts - 1)
-            log_within = self.log_within_cell[cells]
+            pos = offsets + torch.minimum((u_item * counts).long(), counts - 1)
+            log_within = _lookup(self.log_within_cell, cells)
         else:
-            target = self.cell_start_weight[cells] + u * self.cell_mass[cells]
+            target = _lookup(self.cell_start_weight, cells) + u_item * _lookup(self.cell_mass, cells)
             pos = torch.searchsorted(self.cum_weights, target, right=True)
             pos = torch.minimum(torch.maximum(pos, offsets), offsets + counts - 1)
-            log_within = self.log_within_csr[pos]
-        items = self.cell_items[pos]
+            log_within = _lookup(self.log_within_csr, pos)
+        items = _lookup(self.cell_items, pos)
         return items, self._log_q_of_cells(stats, k1, k2, cells, log_within)
 
     def _draw_cells_joint(self, stats: _QueryStats, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(k1, k2) [B, n], one draw per uniform of `u` from the joint over the non-empty cells.
+        """(k1, k2) [B, n], one draw per uniform of `u` from the joint over the C non-empty cells.
 
-        Weight of cell c: e1[k1_c] e2[k2_c] omega_c -- products of the cached exponentials, [B, C] and nothing per
-        draw but a binary search; rows whose weights all underflow are redone in log space.
+        Weight of cell c: e1[k1_c] e2[k2_c] omega_c -- products of the cached exponentials, [B, C], and per draw
+        only a binary search; a row whose weights underflow is redone in log space.
         """
-        weights = stats.e1[:, self.nz_k1] * stats.e2[:, self.nz_k2] * self.nz_omega
-        low = weights.max(dim=1).values < _TINY
-        if bool(low.any()):
-            logits = (stats.s1[low][:, self.nz_k1].double() + stats.s2[low][:, self.nz_k2].double()
-                      + torch.log(self.nz_omega))
-            weights[low] = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
-        index = _draw_weights(weights, u)
-        return self.nz_k1[index], self.nz_k2[index]
+        weights = stats.e1.index_select(1, self.nz_k1) * (stats.e2.index_select(1, self.nz_k2) * self.nz_omega)
+
+        def logits_of(rows: torch.Tensor) -> torch.Tensor:
+            return (stats.s1[rows].double().index_select(1, self.nz_k1)
+                    + stats.s2[rows].double().index_select(1, self.nz_k2) + torch.log(self.nz_omega))
+
+        index = _draw(weights, u, logits_of)
+        return _lookup(self.nz_k1, index), _lookup(self.nz_k2, index)
 
     def _draw_cells_two_step(self, stats: _QueryStats, u: torch.Tensor,
                              gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(k1, k2) [B, n]: k1 ~ e1 psi, then k2 | k1 ~ omega[k1, k2] e2[k2] over row k1's non-empty cells.
 
-        Both from the cached exponentials (no exp over [B, n, K]); a query row where psi underflowed, or a draw
-        whose k2 weights all underflow, is redone in log space as before.
+        Both from the cached exponentials (no exp over [B, n, K]); an `exact_rows` query, or a draw whose k2
+        weights all underflow (only possible from such a query), is redone in log space.
         """
         batch, num = u.shape
         weights1 = stats.e1 * stats.psi
-        low = stats.exact_rows | (weights1.max(dim=1).values < _TINY)
-        if bool(low.any()):
-            logits = stats.s1[low].double() + stats.log_psi[low].double()
-            weights1[low] = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
-        k1 = _draw_weights(weights1, u)
-        cols = self.row_cols[k1]  # [B, n, R]
-        weights2 = self.row_omega[k1] * stats.e2.gather(1, cols.view(batch, -1)).view(cols.shape)
-        weights2 = weights2.view(batch * num, -1)
-        low = weights2.max(dim=1).values < _TINY
-        if bool(low.any()):
-            rows = torch.arange(batch, device=u.device).repeat_interleave(num)[low]
-            logits = stats.s2[rows].gather(1, cols.view(batch * num, -1)[low]).double() + self.row_log_omega[k1.view(-1)[low]]
-            weights2[low] = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
+        exact = stats.exact_rows.nonzero().squeeze(1)
+        if exact.numel():
+            logits = stats.s1[exact].double() + self._log_psi(stats.s2[exact], stats.psi[exact], stats.top2[exact])
+            weights1[exact] = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
+        k1 = _draw(weights1, u)
+        cols = self.row_cols[k1].view(batch, -1)  # [B, n R]
+        weights2 = (self.row_omega[k1].view(batch, -1) * stats.e2.gather(1, cols)).view(batch * num, -1)
+        owner = torch.arange(batch, device=u.device).repeat_interleave(num)
+
+        def logits_of(draws: torch.Tensor) -> torch.Tensor:
+            return (stats.s2[owner[draws]].double().gather(1, cols.view(batch * num, -1)[draws])
+                    + self.row_log_omega[k1.view(-1)[draws]])
+
         u2 = torch.rand(batch * num, 1, generator=gen, device=u.device, dtype=torch.float64)
-        slot = _draw_weights(weights2, u2).view(batch, num)
-        return k1, cols.gather(2, slot.unsqueeze(2)).squeeze(2)
+        slot = _draw(weights2, u2, logits_of)
+        return k1, cols.view(batch * num, -1).gather(1, slot).view(batch, num)
 
     def log_prob(
         self, query: torch.Tensor, items: torch.Tensor, context: torch.Tensor | None = None
