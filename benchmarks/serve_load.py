@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                             "model_calls": health.get("model_calls"), "rows_answered": health.get("rows"),
                             "exit_code_after_sigterm": exit_code, "levels": levels})
     result = {
-        "command": "python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python benchmarks/serve_load.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_average_at_end": [round(value, 2) for value in os.getloadavg()]},
         "stack": "FastAPI + uvicorn" + (" (httptools, uvloop)" if _has("httptools") and _has("uvloop") else ""),
