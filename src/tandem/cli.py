@@ -69,6 +69,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from tandem.experiments.spec import load_spec
 
     spec = load_spec(args.spec)
+    spec.overrides = [*spec.overrides, *args.set]
     out = Path(args.out) if args.out else Path("benchmarks/results") / spec.name
     methods = [m for m in args.methods.split(",") if m] if args.methods else None
     try:
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--seeds", type=int, help="number of seeds (default: the spec's list)")
     experiment.add_argument("--out", help="output directory (default benchmarks/results/<spec name>)")
     experiment.add_argument("--methods", help="comma-separated subset of the spec's methods")
+    experiment.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a config key in every run (e.g. train.threads=1)")
     experiment.set_defaults(handler=cmd_experiment)
 
     data = commands.add_parser("data", help="dataset utilities")

@@ -98,8 +98,9 @@ class Trainer:
             )
             bar = tqdm(
                 batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                disable=not cfg.progress or not self.topology.is_main, file=sys.stderr, dynamic_ncols=True,
-                mininterval=0.5,
+                # a live bar on a terminal only: redrawn into a log file it floods it (one line per epoch below)
+                disable=not cfg.progress or not self.topology.is_main or not sys.stderr.isatty(),
+                file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
             )
             for batch in bar:
                 batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
@@ -134,8 +135,11 @@ class Trainer:
                         atomic_torch_save(self.out_dir / "best.pt", {"state": best_state, "epoch": epoch})
                 else:
                     stale += 1
-                if cfg.progress and self.topology.is_main:
-                    tqdm.write(f"epoch {epoch}: loss {record['loss']} valid {monitor} {value:.4f}", file=sys.stderr)
+            if cfg.progress and self.topology.is_main:  # one line per epoch, on a terminal or in a log
+                loss_text = " ".join(f"{name} {mean:.4f}" for name, mean in record["loss"].items())
+                valid_text = f", valid {monitor} {value:.4f}" if "valid" in record else ""
+                tqdm.write(f"epoch {epoch}/{cfg.epochs}: loss {loss_text}{valid_text} ({record['seconds']:.1f} s)",
+                           file=sys.stderr)
             history.append(record)
             self._log(record)
             if stale >= cfg.patience:
