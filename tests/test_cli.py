@@ -99,14 +99,17 @@ def test_demo_runs_end_to_end_on_a_small_config(tmp_path, monkeypatch, capsys, t
     """The demo's loop and table, pointed at tiny configs instead of MovieLens-100K."""
     import tandem.demo as demo
 
-    base = tiny_config(tmp_path, tiny_csv, "ranker: {name: din, embedding_dim: 16}\nscheme: {name: independent}")
+    base = tiny_config(tmp_path, tiny_csv)
     corr = tmp_path / "corr.yaml"
-    corr.write_text(f"extends: {base.name}\nsampler: {{name: midx, num_clusters: 4}}\nscheme: {{name: corr}}\n")
+    corr.write_text(f"extends: {base.name}\nranker: {{name: din, embedding_dim: 16}}\n"
+                    "sampler: {name: midx, num_clusters: 4}\nscheme: {name: corr}\n")
     monkeypatch.setattr(demo, "CONFIGS", tmp_path)
-    monkeypatch.setattr(demo, "RUNS", (("Independent", base.name), ("CoRR", corr.name)))
+    monkeypatch.setattr(demo, "SASREC_CONFIG", base.name)
+    monkeypatch.setattr(demo, "CORR_CONFIG", corr.name)
     assert demo.main(["--epochs", "1", "--out", str(tmp_path / "demo")]) == 0
     printed = capsys.readouterr().out
-    for row in ("SASRec alone", "Independent (SASRec -> DIN)", "CoRR (SASRec -> DIN)"):
+    for row in ("SASRec alone", "CoRR retriever (SASRec)", "CoRR pipeline, DIN order (paper)",
+                "CoRR pipeline, fused (tandem)", "fused order: weight"):
         assert row in printed
     assert (tmp_path / "demo" / "corr" / "report.json").is_file()
 
