@@ -20,11 +20,19 @@ def _default_out(config_path: str | None) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     from tandem.config import load_config
     from tandem.reporting import metric_table, report_rows
-    from tandem.run import train_run
+    from tandem.run import resume_config, train_run
 
-    config = load_config(args.config, args.set)
-    out = Path(args.out) if args.out else _default_out(args.config)
-    report = train_run(config, out)
+    if args.resume:
+        if not args.out:
+            raise TandemError("--resume needs --out DIR, the run directory to continue")
+        out = Path(args.out)
+        config = resume_config(out, args.config, args.set)
+    else:
+        if args.config is None:
+            raise TandemError("tandem train needs a CONFIG file (or --out DIR --resume to continue a run)")
+        config = load_config(args.config, args.set)
+        out = Path(args.out) if args.out else _default_out(args.config)
+    report = train_run(config, out, resume=args.resume, overwrite=args.overwrite)
     print(metric_table(report_rows(report["test"], "test")))
     print(f"run written to {out}")
     return 0
@@ -110,10 +118,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tandem {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a run from a YAML config")
-    train.add_argument("config", help="YAML config file")
+    train = commands.add_parser(
+        "train", help="train a run from a YAML config", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a run from a YAML config into a self-contained run directory.",
+        epilog="""run directory: config.yaml, data/ (vocabulary, interactions, feature tables, fingerprint),
+checkpoint.pt (every epoch; every train.checkpoint_every steps if set), best.pt, metrics.jsonl, and report.json,
+written last: a directory without it is unfinished. One tandem train at a time writes into a directory.
+
+  tandem train CONFIG --out DIR               start a run (DIR absent or empty)
+  tandem train --out DIR --resume             continue DIR from its last checkpoint, killed at any point
+                                              (kill -9 included); on CPU the result is bit for bit the
+                                              uninterrupted run's. CONFIG, if given, must match DIR's config;
+                                              with no run in DIR yet, CONFIG starts one (so the same command
+                                              starts and restarts a preemptible job)
+  tandem train CONFIG --out DIR --overwrite   replace the tandem run in DIR""")
+    train.add_argument("config", nargs="?", help="YAML config file (optional with --resume)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     train.add_argument("--out", help="run directory to write (default runs/<config>-<time>)")
+    again = train.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint (a finished run is left as is)")
+    again.add_argument("--overwrite", action="store_true", help="replace the tandem run already in --out")
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="re-evaluate a saved run directory")

@@ -47,6 +47,8 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 0
     progress: bool = True
+    checkpoint_every: int = 0  # also checkpoint after every this many optimiser steps (0: at epoch ends only)
+    keep_checkpoint: bool = False  # keep checkpoint.pt (the last state, with optimiser and RNGs) once complete
 
 
 @dataclass
@@ -337,6 +339,7 @@ def _check_numbers(config: Config) -> None:
         "train.eval_every": (train.eval_every, 1),
         "train.patience": (train.patience, 1),
         "train.threads": (train.threads, 0),
+        "train.checkpoint_every": (train.checkpoint_every, 0),
         "data.max_seq_len": (data.max_seq_len, 1),
         "data.min_user_interactions": (data.min_user_interactions, 0),
         "data.min_item_interactions": (data.min_item_interactions, 0),

@@ -1,6 +1,7 @@
 """From a config to a finished run: load data, split, build models/sampler/loss/scheme, train, report."""
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,53 +95,143 @@ def dataset_summary(prepared: Prepared) -> dict[str, Any]:
             **prepared.split.stats()}
 
 
-def train_run(config: Config, out_dir: str | Path | None) -> dict[str, Any]:
-    """Train as configured. Everything that can fail on bad input happens before `out_dir` is created."""
-    from tandem.training.trainer import Trainer
+def train_run(config: Config, out_dir: str | Path | None, *, resume: bool = False,
+              overwrite: bool = False) -> dict[str, Any]:
+    """Train as configured into the run directory `out_dir` and return its report (also `report.json`).
 
+    Everything that can fail on bad input happens before `out_dir` is created. The directory is self-contained
+    (config, stored data with its fingerprint, checkpoints, see `tandem.rundir`); `report.json`, written last,
+    marks it complete. A non-empty `out_dir` is refused unless `resume` (continue the run there from its last
+    checkpoint, exactly; a complete run just returns its report; an empty or absent one starts) or `overwrite`
+    (replace the tandem run there). One process at a time writes into a run directory (`RunLock`).
+    """
+    from tandem.rundir import RunLock, fingerprint, has_stored_data, save_data
     from tandem.training.distributed import init_from_environment
+    from tandem.training.trainer import CHECKPOINT, Trainer
 
+    if resume and overwrite:
+        raise TandemError("--resume continues a run and --overwrite replaces it: give one of them")
     topology = init_from_environment(config.train.device)
     seed_everything(config.seed)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
-    prepared = prepare(config)
+    path = Path(out_dir) if out_dir is not None else None
+    existing = path is not None and _holds_run_files(path)
+    continuing = resume and existing
+    if path is not None and topology.is_main and not continuing:
+        _check_fresh_out(path, overwrite)
+    if continuing:
+        report_path = path / "report.json"
+        if report_path.is_file():
+            return _read_report(report_path)
+        check_resume_config(config, read_run_config(path))
+        prepared = load_prepared(path, config, what="resume")
+    else:
+        prepared = prepare(config)
     scheme = build_scheme(config, prepared)
     check_against_data(config, prepared)
-    out = Path(out_dir) if out_dir is not None and topology.is_main else None
-    created = False
-    if out is not None:
-        if out.exists() and not out.is_dir():
-            raise TandemError(f"--out {out} is a file; give a directory path")
-        if out.exists() and any(out.iterdir()):
-            raise TandemError(f"output directory {out} already exists and is not empty; choose another --out")
+    out = path if topology.is_main else None
+    resume_from = None
+    if continuing and (path / CHECKPOINT).is_file():  # every process reads it (torchrun: a shared directory)
+        resume_from = load_checkpoint(path / CHECKPOINT)
+    lock = RunLock(out) if out is not None else None
+    created = out is not None and not out.exists()
     try:
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            created = True
-            atomic_write_bytes(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
-        result = Trainer(config, scheme, prepared.split, out).fit()
+        if lock is not None:
+            lock.acquire()
+            if continuing:
+                if resume_from is None:  # killed before its first checkpoint: start again in place
+                    _clear(out, keep=("config.yaml", "data"))
+            else:
+                if overwrite:
+                    _clear(out)
+                elif _holds_run_files(out):
+                    raise TandemError(f"output directory {out} was written by another process meanwhile; "
+                                      f"choose another --out")
+                atomic_write_bytes(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
+            if not has_stored_data(out):
+                save_data(out, prepared.data)
+        result = Trainer(config, scheme, prepared.split, out, resume=resume_from).fit()
         report = {
             "valid": result.valid,
             "test": result.test,
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
             "seconds_per_epoch": result.seconds_per_epoch,
-            "dataset": dataset_summary(prepared),
+            "dataset": {**dataset_summary(prepared), "fingerprint": fingerprint(prepared.data)},
         }
         if out is not None:
-            atomic_write_json(out / "report.json", report)
+            atomic_write_json(out / "report.json", report)  # last: the run is complete
+            if not config.train.keep_checkpoint and (out / CHECKPOINT).exists():
+                (out / CHECKPOINT).unlink()
     except OSError as error:  # read-only, full, gone: the run directory would be half-written
         if out is None:
             raise
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise TandemError(f"cannot write the run directory {out}: {_os_message(error)}") from None
+        if not continuing:
+            _discard(out, created)
+        hint = "; free space and continue with --resume" if continuing else ""
+        raise TandemError(f"cannot write the run directory {out}: {_os_message(error)}{hint}") from None
     except BaseException:
-        if created and not (out / "best.pt").exists():
-            shutil.rmtree(out, ignore_errors=True)  # nothing worth keeping: no half-written run directory
+        if out is not None and not continuing and lock is not None and lock.handle is not None \
+                and not (out / CHECKPOINT).exists() and not (out / "best.pt").exists():
+            _discard(out, created)  # nothing worth keeping: no half-written run directory
         raise
+    finally:
+        if lock is not None:
+            lock.release()
     return report
+
+
+def _holds_run_files(path: Path) -> bool:
+    """Whether `path` is a directory with anything in it but the lock file."""
+    from tandem.rundir import LOCK
+
+    return path.is_dir() and any(entry.name != LOCK for entry in path.iterdir())
+
+
+def _check_fresh_out(path: Path, overwrite: bool) -> None:
+    """A new run goes into an absent or empty directory, or over a tandem run with `overwrite`."""
+    if path.exists() and not path.is_dir():
+        raise TandemError(f"--out {path} is a file; give a directory path")
+    if not _holds_run_files(path):
+        return
+    if not overwrite:
+        raise TandemError(f"output directory {path} already exists and is not empty; choose another --out, "
+                          f"continue the run there with --resume, or replace it with --overwrite")
+    if not (path / "config.yaml").is_file():
+        raise TandemError(f"--overwrite replaces a tandem run directory only; {path} has no config.yaml")
+
+
+def _clear(path: Path, keep: tuple[str, ...] = ()) -> None:
+    """Remove everything in `path` but the lock file and `keep`."""
+    from tandem.rundir import LOCK
+
+    for entry in path.iterdir():
+        if entry.name == LOCK or entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _discard(path: Path, created: bool) -> None:
+    """Remove a run directory this call created, or empty one it found empty."""
+    if created:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            _clear(path)
+            (path / ".lock").unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise TandemError(f"cannot read {path}: {error}") from None
 
 
 def _os_message(error: OSError) -> str:
@@ -149,9 +240,99 @@ def _os_message(error: OSError) -> str:
     return f"{text}: {error.filename}" if error.filename else text
 
 
-def load_run(run_dir: str | Path) -> tuple[Config, Prepared, Any]:
-    """Rebuild a saved run's config, data and scheme, with the best checkpoint loaded."""
+# --------------------------------------------------------------------------------------------- run config
+def read_run_config(run: Path) -> Config:
+    """The checked config stored in a run directory."""
     from tandem.config import config_from_dict, read_yaml_file
+
+    raw = read_yaml_file(run / "config.yaml", what="run config")
+    if not isinstance(raw, dict):
+        raise TandemError(f"{run / 'config.yaml'} is not a tandem run config: expected a mapping of config keys")
+    try:
+        return config_from_dict(raw)
+    except TandemError as error:
+        raise TandemError(f"{run / 'config.yaml'}: {error}") from None
+
+
+def config_differences(given: Config, stored: Config) -> list[str]:
+    """Dotted keys whose values differ between two configs, leaving out those a resume may change."""
+    from tandem.training.trainer import RESUME_FREE_KEYS
+
+    free = {".".join(key) for key in RESUME_FREE_KEYS}
+
+    def walk(a: Any, b: Any, prefix: str) -> list[str]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return [key for name in sorted(set(a) | set(b), key=str)
+                    for key in walk(a.get(name), b.get(name), f"{prefix}.{name}" if prefix else str(name))]
+        return [] if a == b or prefix in free else [prefix]
+
+    return walk(given.to_dict(), stored.to_dict(), "")
+
+
+def check_resume_config(given: Config, stored: Config) -> None:
+    """A resumed run computes with the config it started with: any other value is refused, naming the key."""
+    differences = config_differences(given, stored)
+    if differences:
+        key = differences[0]
+        more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+        raise TandemError(f"--resume: config key {key!r} differs from the run's config.yaml{more}; resume with "
+                          f"the run's own config (give no CONFIG) or train into a new --out")
+
+
+def resume_config(out: Path, config_path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The config `tandem train [CONFIG] --out DIR --resume` runs with: DIR's own config.yaml (CONFIG and --set,
+    when given, must agree with it except train.progress, checkpoint_every, keep_checkpoint, which they set), or
+    CONFIG when DIR holds no run yet."""
+    from tandem.config import _merge, config_from_dict, load_config, parse_override
+    from tandem.training.trainer import RESUME_FREE_KEYS
+
+    if not (out / "config.yaml").is_file():
+        if _holds_run_files(out) and config_path is None:
+            raise TandemError(f"{out} is not a tandem run directory (no config.yaml): nothing to resume")
+        if config_path is None:
+            raise TandemError(f"{out} holds no run to resume; give a CONFIG to start one there")
+        return load_config(config_path, overrides)
+    stored = read_run_config(out)
+    if config_path is None:
+        raw = stored.to_dict()
+        for override in overrides:
+            raw = _merge(raw, parse_override(override))
+        given = config_from_dict(raw)
+    else:
+        given = load_config(config_path, overrides)
+    check_resume_config(given, stored)
+    for section, key in RESUME_FREE_KEYS:
+        setattr(getattr(stored, section), key, getattr(getattr(given, section), key))
+    return stored
+
+
+# -------------------------------------------------------------------------------------------------- loading
+def load_prepared(run: Path, config: Config, what: str = "evaluation", raw_data: bool = False) -> Prepared:
+    """The data and split of a run: from the run directory when it stores them, else from the configured data
+    file, refused when that no longer preprocesses to the fingerprint the run recorded."""
+    from tandem.rundir import fingerprint, has_stored_data, load_data, stored_fingerprint
+
+    if has_stored_data(run) and not raw_data:
+        data = load_data(run)
+    else:
+        expected = stored_fingerprint(run)
+        data = load_data(config.data, config.task)
+        if expected is not None and fingerprint(data) != expected:
+            source = config.data.path or config.data.name or config.data.format
+            raise TandemError(f"data {source} no longer matches the data {run} was trained on (fingerprint "
+                              f"{fingerprint(data)[7:19]}... instead of {expected[7:19]}...); {what} needs the "
+                              f"original file")
+    return Prepared(data, make_split(config, data))
+
+
+def load_run(run_dir: str | Path, *, allow_incomplete: bool = False, raw_data: bool = False
+             ) -> tuple[Config, Prepared, Any]:
+    """Rebuild a saved run's config, data and scheme, with the best checkpoint loaded, from the run directory
+    alone (its config, stored vocabulary, interactions and feature tables). A run directory without stored
+    interactions (written before they were kept, or deleted), or `raw_data=True`, re-reads the configured data
+    file and refuses it unless it matches the run's fingerprint. An unfinished run (no report.json: killed,
+    crashed or still training) is refused unless `allow_incomplete`."""
+    from tandem.rundir import lock_holder
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -159,15 +340,16 @@ def load_run(run_dir: str | Path) -> tuple[Config, Prepared, Any]:
     for name in ("config.yaml", "best.pt"):
         if not (run / name).is_file():
             raise TandemError(f"{run} is not a tandem run directory: {name} is missing")
-    raw = read_yaml_file(run / "config.yaml", what="run config")
-    if not isinstance(raw, dict):
-        raise TandemError(f"{run / 'config.yaml'} is not a tandem run config: expected a mapping of config keys")
-    try:
-        config = config_from_dict(raw)
-    except TandemError as error:
-        raise TandemError(f"{run / 'config.yaml'}: {error}") from None
+    config = read_run_config(run)
+    if not allow_incomplete and not (run / "report.json").is_file():
+        holder = lock_holder(run)
+        if holder is not None:
+            who = f" (pid {holder})" if holder > 0 else ""
+            raise TandemError(f"{run} is still being trained{who}: it has no report.json yet; wait for it to finish")
+        raise TandemError(f"{run} is an unfinished run (killed or crashed before report.json was written); "
+                          f"continue it with: tandem train --out {run} --resume")
     seed_everything(config.seed)
-    prepared = prepare(config)
+    prepared = load_prepared(run, config, raw_data=raw_data)
     scheme = build_scheme(config, prepared)
     checkpoint = load_checkpoint(run / "best.pt")
     if not isinstance(checkpoint.get("state"), dict):

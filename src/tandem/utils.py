@@ -1,7 +1,8 @@
-"""Small shared helpers: option checking against a constructor, atomic writes, seeding."""
+"""Small shared helpers: option checking against a constructor, atomic writes, seeding, RNG state capture."""
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import os
 import pickle
@@ -38,6 +39,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -45,17 +48,41 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def _fsync(path: str | Path) -> None:
+    """Flush a written file to disk (best effort: some file systems refuse fsync)."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
 def atomic_write_json(path: str | Path, payload: Any) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
 
 
+def atomic_write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Numeric arrays in one compressed .npz, written atomically; read back with `np.load(allow_pickle=False)`."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_torch_save(path: str | Path, payload: Any) -> None:
+    """torch.save to a temporary file, fsync, then rename: a kill at any moment leaves the old file or the new
+    one, never half of one (a checkpoint is what a resumed run trusts)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(handle)
     try:
         torch.save(payload, temporary)
+        _fsync(temporary)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -102,3 +129,30 @@ def seed_everything(seed: int) -> torch.Generator:
     generator = torch.Generator()
     generator.manual_seed(seed)
     return generator
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of every global random generator (Python, NumPy, torch CPU and CUDA), as tensors and plain
+    containers (savable in a weights-only checkpoint)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    saved = state["numpy"]
+    np.random.set_state((saved["kind"], saved["keys"].numpy().astype(np.uint32), saved["position"],
+                         saved["has_gauss"], saved["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 
@@ -75,3 +76,65 @@ class Sampler(ABC):
     def adaptive(self) -> bool:
         """True when the distribution depends on the model (and so `refresh` matters)."""
         return False
+
+    #: Attributes that are caches (recomputed on demand, identical values): left out of `state_dict`.
+    STATELESS: tuple[str, ...] = ("_cache",)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything this sampler holds, for an exact resume: its index or pools, stored item vectors, scalars and
+        the state of every random generator it draws with. Tensors, numbers, strings and containers only (loadable
+        with `torch.load(weights_only=True)`); caches are left out (see `STATELESS`)."""
+        return {name: _encode(value, f"{type(self).__name__}.{name}") for name, value in vars(self).items()
+                if name not in self.STATELESS}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        """Restore what `state_dict` returned; tensors that lived on an accelerator go to `device`."""
+        for name, value in state.items():
+            setattr(self, name, _decode(value, getattr(self, name, None), torch.device(device)))
+        for name in self.STATELESS:
+            if hasattr(self, name):
+                setattr(self, name, None)
+
+
+def _encode(value: Any, where: str) -> Any:
+    """A sampler attribute as plain containers and CPU tensors (generators as their state)."""
+    from tandem.sampling._common import SeededGenerators
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.Tensor):
+        return {"kind": "tensor", "value": value.detach().cpu(), "accelerator": value.device.type != "cpu"}
+    if isinstance(value, torch.Generator):
+        return {"kind": "generator", "state": value.get_state(), "device": str(value.device)}
+    if isinstance(value, SeededGenerators):
+        return {"kind": "seeded", "seed": value.seed,
+                "states": {device: gen.get_state() for device, gen in value._generators.items()}}
+    if isinstance(value, (tuple, list)) and type(value) in (tuple, list):
+        return {"kind": type(value).__name__, "items": [_encode(item, where) for item in value]}
+    raise TypeError(f"{where}: cannot save a {type(value).__name__} in a sampler checkpoint")
+
+
+def _decode(value: Any, current: Any, device: torch.device) -> Any:
+    """Inverse of `_encode`; a SeededGenerators object is restored in place."""
+    from tandem.sampling._common import SeededGenerators
+
+    if not isinstance(value, dict):
+        return value
+    kind = value["kind"]
+    if kind == "tensor":
+        return value["value"].to(device) if value["accelerator"] else value["value"]
+    if kind == "generator":
+        generator = torch.Generator(device=value["device"])
+        generator.set_state(value["state"])
+        return generator
+    if kind == "seeded":
+        restored = current if isinstance(current, SeededGenerators) else SeededGenerators(value["seed"])
+        restored.seed = value["seed"]
+        restored._generators = {}
+        for name, state in value["states"].items():
+            generator = torch.Generator(device=name)
+            generator.set_state(state)
+            restored._generators[name] = generator
+        return restored
+    items = [_decode(item, None, device) for item in value["items"]]
+    return tuple(items) if kind == "tuple" else items

@@ -1,12 +1,24 @@
-"""One training loop for every scheme: Adam, early stopping on a validation metric, best checkpoint, JSON lines."""
+"""One training loop for every scheme: Adam, early stopping on a validation metric, best checkpoint, JSON lines,
+and checkpoints that a killed run resumes from exactly.
+
+Checkpoints (`checkpoint.pt` in the run directory, written atomically) are taken at the end of every epoch and,
+with `train.checkpoint_every: S`, after every S-th optimiser step. Each holds everything the rest of the run
+depends on: model and optimiser state, the samplers' state (MIDX index, AdaSIR pools, their generators), every
+random generator (Python, NumPy, torch, the data-order generator and its state at the start of the epoch), the
+early-stopping state (best value, epoch and weights, stale count), the history and the partial epoch's loss sums.
+A resumed run regenerates the epoch's order from the saved generator, skips the batches already done, and on CPU
+continues bit for bit as the uninterrupted run would have.
+"""
 from __future__ import annotations
 
 import copy
+import hashlib
+import itertools
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +27,16 @@ from tqdm import tqdm
 
 from tandem.config import Config
 from tandem.data.splits import Split, iterate_batches
+from tandem.errors import TandemError
+from tandem.sampling.base import Sampler
 from tandem.training.distributed import current_topology, shard
 from tandem.training.schemes import Scheme
-from tandem.utils import atomic_torch_save
+from tandem.utils import atomic_torch_save, atomic_write_bytes, rng_state, set_rng_state
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+#: Config keys that do not change what a run computes: a resume may differ in them.
+RESUME_FREE_KEYS = (("train", "progress"), ("train", "checkpoint_every"), ("train", "keep_checkpoint"))
 
 
 @dataclass
@@ -32,15 +51,57 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class Progress:
+    """Where a run stands: the loop position, early stopping, history. Saved in every checkpoint."""
+
+    epoch: int = 0  # the last epoch started
+    epoch_done: bool = True  # whether `epoch` is finished (logged, early stopping updated)
+    batches_done: int = 0  # batches of `epoch` done
+    step: int = 0  # optimiser steps so far
+    stopped: bool = False  # early stopping fired or the last epoch ran: only the test evaluation is left
+    best_value: float = -math.inf
+    best_epoch: int = 0
+    best_valid: dict[str, Any] = field(default_factory=dict)
+    stale: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    totals: dict[str, float] = field(default_factory=dict)  # loss sums of the unfinished epoch
+    elapsed: float = 0.0  # seconds spent in the unfinished epoch
+
+
 def monitored_value(metrics: dict[str, Any], key: str, cooperative: bool) -> float:
     """The early-stopping value: the pipeline's metric for cooperative schemes, the retriever's otherwise."""
     return float(metrics["pipeline"][key] if cooperative else metrics[key])
 
 
-class Trainer:
-    """Runs `scheme` on `split` as configured; writes metrics/checkpoints under `out_dir` when given."""
+def config_digest(config: Config) -> str:
+    """sha256 of the config without the keys a resume may change (RESUME_FREE_KEYS)."""
+    values = config.to_dict()
+    for section, key in RESUME_FREE_KEYS:
+        values.get(section, {}).pop(key, None)
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
-    def __init__(self, config: Config, scheme: Scheme, split: Split, out_dir: Path | None = None) -> None:
+
+def scheme_samplers(scheme: torch.nn.Module) -> dict[str, Sampler]:
+    """Every sampler a scheme draws with (the retriever's, a ranker's own uniform sampler...), by attribute path."""
+    found: dict[str, Sampler] = {}
+    seen: set[int] = set()
+    for prefix, module in scheme.named_modules():
+        for name, value in vars(module).items():
+            if isinstance(value, Sampler) and id(value) not in seen:
+                seen.add(id(value))
+                found[f"{prefix}.{name}" if prefix else name] = value
+    return found
+
+
+class Trainer:
+    """Runs `scheme` on `split` as configured; writes metrics/checkpoints under `out_dir` when given.
+
+    `resume` is a checkpoint payload (see `checkpoint`) to continue from instead of starting afresh."""
+
+    def __init__(self, config: Config, scheme: Scheme, split: Split, out_dir: Path | None = None,
+                 resume: dict[str, Any] | None = None) -> None:
         self.config = config
         self.scheme = scheme
         self.split = split
@@ -56,6 +117,11 @@ class Trainer:
             self.model = DistributedDataParallel(scheme, find_unused_parameters=True)
         parameters = [p for p in scheme.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(parameters, lr=config.train.lr, weight_decay=config.train.weight_decay)
+        self.resume = resume
+        self.progress = Progress()
+        self.best_state: dict[str, Any] = {}
+        self.epoch_generator: torch.Tensor | None = None  # data-order generator state at the current epoch's start
+        self.saved_step: int | None = None  # step of the last checkpoint written by this process or resumed from
 
     def evaluate(self, which: str, sweep: bool = False) -> dict[str, Any]:
         """Metrics on the valid or test rows; `sweep` adds the retrieval-cutoff sweep of cooperative schemes."""
@@ -76,6 +142,72 @@ class Trainer:
             with open(self.out_dir / "metrics.jsonl", "a") as stream:
                 stream.write(json.dumps(record) + "\n")
 
+    # ------------------------------------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> dict[str, Any]:
+        """The payload of a checkpoint at this point of the loop (tensors and plain containers only)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": config_digest(self.config),
+            "model": self.scheme.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "samplers": {name: sampler.state_dict() for name, sampler in scheme_samplers(self.scheme).items()},
+            "rng": rng_state(),
+            "generator": self.generator.get_state(),
+            "epoch_generator": self.epoch_generator,
+            "progress": asdict(self.progress),
+            "best_state": self.best_state,
+        }
+
+    def _save_checkpoint(self, elapsed: float = 0.0) -> None:
+        self.progress.elapsed = elapsed
+        if self.out_dir is not None:
+            atomic_torch_save(self.out_dir / CHECKPOINT, self.checkpoint())
+        self.saved_step = self.progress.step
+
+    def _restore(self, payload: dict[str, Any]) -> None:
+        """Load a checkpoint payload into the scheme, optimiser, samplers and generators; rewrite metrics.jsonl and
+        best.pt as they were when it was taken (dropping what a killed run wrote after it)."""
+        if payload.get("format") != CHECKPOINT_FORMAT:
+            raise TandemError(f"checkpoint format {payload.get('format')!r} is not {CHECKPOINT_FORMAT}: "
+                              f"written by another tandem version")
+        if payload.get("config") != config_digest(self.config):
+            raise TandemError("the checkpoint was written for a different config than the run's config.yaml")
+        try:
+            self.scheme.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            samplers = scheme_samplers(self.scheme)
+            if set(samplers) != set(payload["samplers"]):
+                raise ValueError(f"samplers {sorted(payload['samplers'])} saved, {sorted(samplers)} built")
+            for name, sampler in samplers.items():
+                sampler.load_state_dict(payload["samplers"][name], self.device)
+            self.progress = Progress(**payload["progress"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            text = " ".join(str(error).split())
+            raise TandemError(f"the checkpoint does not match this run: {text[:300]}") from None
+        self.best_state = payload["best_state"]
+        self.generator.set_state(payload["generator"])
+        self.epoch_generator = payload["epoch_generator"]
+        self.saved_step = self.progress.step
+        if self.out_dir is not None:
+            lines = "".join(json.dumps(record) + "\n" for record in self.progress.history)
+            atomic_write_bytes(self.out_dir / "metrics.jsonl", lines.encode())
+            best = self.out_dir / "best.pt"
+            if self.progress.best_epoch > 0:
+                atomic_torch_save(best, {"state": self.best_state, "epoch": self.progress.best_epoch})
+            elif best.exists():
+                best.unlink()
+        set_rng_state(payload["rng"])  # last: nothing above may draw from the restored generators
+
+    def _diverged(self, losses: dict[str, torch.Tensor], epoch: int) -> TandemError:
+        values = ", ".join(f"{name}={float(value.detach()):.4g}" for name, value in losses.items())
+        where = f"epoch {epoch}, step {self.progress.step + 1}"
+        if self.out_dir is not None and self.saved_step is not None:
+            kept = f"{self.out_dir / CHECKPOINT} keeps the last good state (step {self.saved_step})"
+        else:
+            kept = "no checkpoint had been written yet"
+        return TandemError(f"training diverged: non-finite loss ({values}) at {where}; {kept}; lower train.lr")
+
+    # --------------------------------------------------------------------------------------------------- loop
     def fit(self) -> TrainResult:
         cfg = self.config.train
         monitor = self.config.eval.monitor
@@ -83,21 +215,33 @@ class Trainer:
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
         if self.topology.distributed:
             steps_per_epoch //= self.topology.world_size
-        best_value, best_epoch, best_state = -math.inf, 0, copy.deepcopy(self.scheme.state_dict())
-        best_valid: dict[str, Any] = {}
-        epoch_seconds: list[float] = []
-        history: list[dict[str, Any]] = []
-        stale, step, epoch = 0, 0, 0
-        for epoch in range(1, cfg.epochs + 1):
-            started = time.perf_counter()
+        if self.resume is not None:
+            self._restore(self.resume)
+            self.resume = None
+        else:
+            self.best_state = copy.deepcopy(self.scheme.state_dict())
+        p = self.progress
+        first = p.epoch if not p.epoch_done else p.epoch + 1
+        for epoch in range(first, cfg.epochs + 1):
+            if p.stopped:
+                break
+            continuing = not p.epoch_done and epoch == p.epoch
+            started = time.perf_counter() - (p.elapsed if continuing else 0.0)
             self.scheme.train()
-            self.scheme.on_epoch_start(train)
-            totals: dict[str, float] = {}
+            if continuing:  # the epoch's order again from its start state; its first batches are done
+                self.generator.set_state(self.epoch_generator)
+                skip = p.batches_done
+            else:
+                p.epoch, p.epoch_done, p.batches_done, p.totals = epoch, False, 0, {}
+                self.scheme.on_epoch_start(train)
+                self.epoch_generator = self.generator.get_state()
+                skip = 0
             batches = shard(
                 iterate_batches(train.tensors, cfg.batch_size, shuffle=True, generator=self.generator), self.topology
             )
             bar = tqdm(
-                batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                itertools.islice(batches, skip, None), total=steps_per_epoch, initial=skip,
+                desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                 # a live bar on a terminal only: redrawn into a log file it floods it (one line per epoch below)
                 disable=not cfg.progress or not self.topology.is_main or not sys.stderr.isatty(),
                 file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
@@ -108,49 +252,55 @@ class Trainer:
                 losses = self.model(batch)
                 total = sum(losses.values())
                 if not torch.isfinite(total):
-                    raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {step}: {losses}")
+                    raise self._diverged(losses, epoch)
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 self.optimizer.step()
-                step += 1
-                self.scheme.on_step(step, train)
+                p.step += 1
+                p.batches_done += 1
+                self.scheme.on_step(p.step, train)
                 for name, value in losses.items():
-                    totals[name] = totals.get(name, 0.0) + float(value.detach())
+                    p.totals[name] = p.totals.get(name, 0.0) + float(value.detach())
                 bar.set_postfix({name: f"{value.item():.3f}" for name, value in losses.items()})
-            epoch_seconds.append(time.perf_counter() - started)
+                if cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0:
+                    self._save_checkpoint(time.perf_counter() - started)
+            p.epoch_seconds.append(time.perf_counter() - started)
             record: dict[str, Any] = {
                 "epoch": epoch,
-                "seconds": round(epoch_seconds[-1], 3),
-                "loss": {name: value / steps_per_epoch for name, value in totals.items()},
+                "seconds": round(p.epoch_seconds[-1], 3),
+                "loss": {name: value / steps_per_epoch for name, value in p.totals.items()},
             }
-            if epoch % self.config.train.eval_every == 0 or epoch == cfg.epochs:
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                 valid = self.evaluate("valid")
                 record["valid"] = valid
                 value = monitored_value(valid, monitor, self.scheme.cooperative)
-                if value > best_value:
-                    best_value, best_epoch, best_valid = value, epoch, valid
-                    best_state = copy.deepcopy(self.scheme.state_dict())
-                    stale = 0
+                if value > p.best_value:
+                    p.best_value, p.best_epoch, p.best_valid = value, epoch, valid
+                    self.best_state = copy.deepcopy(self.scheme.state_dict())
+                    p.stale = 0
                     if self.out_dir is not None:
-                        atomic_torch_save(self.out_dir / "best.pt", {"state": best_state, "epoch": epoch})
+                        atomic_torch_save(self.out_dir / "best.pt", {"state": self.best_state, "epoch": epoch})
                 else:
-                    stale += 1
+                    p.stale += 1
             if cfg.progress and self.topology.is_main:  # one line per epoch, on a terminal or in a log
                 loss_text = " ".join(f"{name} {mean:.4f}" for name, mean in record["loss"].items())
                 valid_text = f", valid {monitor} {value:.4f}" if "valid" in record else ""
                 tqdm.write(f"epoch {epoch}/{cfg.epochs}: loss {loss_text}{valid_text} ({record['seconds']:.1f} s)",
                            file=sys.stderr)
-            history.append(record)
+            p.history.append(record)
             self._log(record)
-            if stale >= cfg.patience:
+            p.epoch_done, p.totals = True, {}
+            p.stopped = p.stale >= cfg.patience or epoch == cfg.epochs
+            self._save_checkpoint()
+            if p.stopped:
                 break
-        self.scheme.load_state_dict(best_state)
+        self.scheme.load_state_dict(self.best_state)
         test = self.evaluate("test", sweep=True)
         return TrainResult(
-            valid=best_valid,
+            valid=p.best_valid,
             test=test,
-            epochs_run=epoch,
-            best_epoch=best_epoch,
-            seconds_per_epoch=sum(epoch_seconds) / max(1, len(epoch_seconds)),
-            history=history,
+            epochs_run=p.epoch,
+            best_epoch=p.best_epoch,
+            seconds_per_epoch=sum(p.epoch_seconds) / max(1, len(p.epoch_seconds)),
+            history=p.history,
         )
