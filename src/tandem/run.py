@@ -140,6 +140,7 @@ def train_run(config: Config, out_dir: str | Path | None, *, resume: bool = Fals
         if lock is not None:
             lock.acquire()
             if continuing:
+                _remove_temporaries(out)
                 if resume_from is None:  # killed before its first checkpoint: start again in place
                     _clear(out, keep=("config.yaml", "data"))
             else:
@@ -213,6 +214,20 @@ def _clear(path: Path, keep: tuple[str, ...] = ()) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+#: Files an atomic write in a run directory may leave half-written (as `.NAME.XXXXXXXX`) when the process is killed.
+_WRITTEN = ("config.yaml", "best.pt", "checkpoint.pt", "metrics.jsonl", "report.json", "manifest.json",
+            "vocabulary.json", "interactions.npz", "features.npz")
+
+
+def _remove_temporaries(run: Path) -> None:
+    """Remove what a killed process left of its atomic writes (never read: the renames did not happen)."""
+    for folder in (run, run / "data"):
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if entry.is_file() and any(entry.name.startswith(f".{name}.") for name in _WRITTEN):
+                    entry.unlink()
 
 
 def _discard(path: Path, created: bool) -> None:
@@ -310,10 +325,10 @@ def resume_config(out: Path, config_path: str | Path | None, overrides: list[str
 def load_prepared(run: Path, config: Config, what: str = "evaluation", raw_data: bool = False) -> Prepared:
     """The data and split of a run: from the run directory when it stores them, else from the configured data
     file, refused when that no longer preprocesses to the fingerprint the run recorded."""
-    from tandem.rundir import fingerprint, has_stored_data, load_data, stored_fingerprint
+    from tandem.rundir import fingerprint, has_stored_data, load_data as load_stored_data, stored_fingerprint
 
     if has_stored_data(run) and not raw_data:
-        data = load_data(run)
+        data = load_stored_data(run)
     else:
         expected = stored_fingerprint(run)
         data = load_data(config.data, config.task)

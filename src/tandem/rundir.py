@@ -69,7 +69,7 @@ def fingerprint(data: InteractionData) -> str:
     for name in ("indptr", "items", "timestamps"):
         add_array(name, getattr(data, name))
     for side, tables in (("user", data.user_features), ("item", data.item_features)):
-        for name in sorted(tables):
+        for name in tables:  # in the order the models build their fields
             add(f"{side}:{name}", json.dumps(_feature_meta(tables[name])).encode())
             add_array(f"{side}:{name}:values", tables[name].values.cpu().numpy())
     return "sha256:" + digest.hexdigest()
@@ -85,7 +85,7 @@ def save_data(run: Path, data: InteractionData) -> str:
     described: dict[str, list[dict[str, Any]]] = {}
     for side, tables in (("user", data.user_features), ("item", data.item_features)):
         described[side] = []
-        for index, name in enumerate(sorted(tables)):
+        for index, name in enumerate(tables):  # order kept: models build fields in it
             key = f"{side}_{index}"
             features[key] = tables[name].values.cpu().numpy()
             described[side].append({**_feature_meta(tables[name]), "key": key})

@@ -1,7 +1,9 @@
 """The retrieve-then-rank serving pipeline of a trained run.
 
-`Recommender.from_run(run_dir)` rebuilds the run (config, data, scheme with the best checkpoint), indexes the
-retriever's item vectors with FAISS and answers `recommend(...)`:
+`Recommender.from_run(run_dir)` rebuilds the run from its directory alone (config, the stored vocabulary that maps
+raw tokens to ids, interactions and feature tables, the scheme with the best checkpoint; see `tandem.rundir`), so
+an edited or relabelled data file cannot change what a user id gets; it indexes the retriever's item vectors with
+FAISS and answers `recommend(...)`:
 
 1. context: a known user (general and sequential task) and/or, for the sequential task, a history of raw item
    tokens; a known user's history is the last `data.max_seq_len` items of everything it interacted with;
@@ -114,7 +116,8 @@ class Recommender:
     @classmethod
     def from_run(cls, run_dir: str | Path, retrieval_cutoff: int | None = None, exact: bool = True,
                  nlist: int | None = None, nprobe: int | None = None) -> "Recommender":
-        """Load `run_dir` (written by `tandem train`) with its best checkpoint and index its items."""
+        """Load the finished run `run_dir` (written by `tandem train`; an unfinished one is refused) with its best
+        checkpoint and its stored vocabulary, and index its items."""
         from tandem.run import load_run
 
         config, prepared, scheme = load_run(run_dir)
