@@ -102,3 +102,17 @@ def test_distillation_lifts_the_retriever_above_its_independent_self():
         result = Trainer(config, build_scheme_from_config(config, data, split), split).fit()
         scores[scheme] = result.test["retriever"]["ndcg@10"]
     assert scores["corr"] > 1.2 * scores["independent"], scores
+
+
+def test_gated_cascade_by_hand():
+    from tandem.training.cooperative import gated_cascade
+
+    def by_hand(m, r):
+        s = lambda x: 1.0 / (1.0 + math.exp(-x))  # noqa: E731
+        p1, p2 = s(m), s(r)
+        g1, g2 = s(p1 - math.tanh(0.0)), s(p2 - math.tanh(1.0))
+        return p1 * (1 - g1) * 1.0 + p2 * (1 - g2) * g1
+
+    m, r = torch.tensor([[0.3, -2.0, 4.0]]), torch.tensor([[1.5, 0.2, -3.0]])
+    expected = [by_hand(a, b) for a, b in zip(m[0].tolist(), r[0].tolist())]
+    assert gated_cascade(m, r)[0].tolist() == pytest.approx(expected, rel=1e-6)

@@ -19,6 +19,7 @@ pipeline beats the retriever alone).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -347,22 +348,42 @@ class RankFlowScheme(CooperativeScheme):
         return losses
 
 
-class ICCScheme(CooperativeScheme):
-    """Joint cascade (ref. [11] of seed 000): final score = w_r * M(i, c) + w_k * R(i, c) with w_r > w_k.
+ICC_FORMS = ("gated", "weighted")
 
-    The weighted sum is trained with the sampled softmax on the sampler's negatives (gradient into both stages) and
-    the retriever also keeps its own sampled softmax on the same candidates, so its first-stage retrieval stays
-    meaningful.
+
+def gated_cascade(retriever_scores: torch.Tensor, ranker_scores: torch.Tensor) -> torch.Tensor:
+    """ICC's cascade probability as the authors' code computes it: stage probabilities p_k = sigmoid(score_k),
+    gates g_k = sigmoid(p_k - tanh(k - 1)); the first stage keeps (1 - g_1) of its vote and passes g_1 on, so
+    score = p_1 (1 - g_1) + p_2 (1 - g_2) g_1 — the earlier (retrieval) stage weighs more."""
+    p1, p2 = torch.sigmoid(retriever_scores), torch.sigmoid(ranker_scores)
+    g1, g2 = torch.sigmoid(p1), torch.sigmoid(p2 - math.tanh(1.0))
+    return p1 * (1 - g1) + p2 * (1 - g2) * g1
+
+
+class ICCScheme(CooperativeScheme):
+    """Joint cascade (ref. [11] of seed 000): one score combines both stages, the earlier stage weighing more, and
+    the combination is trained end to end on the sampler's negatives (gradient into both models).
+
+    `form: gated` (default, the authors' code): the sigmoid-gated cascade of `gated_cascade` trained with binary
+    cross-entropy (positive 1, each negative 0). `form: weighted`: w_r M + (1 - w_r) R with w_r > 0.5, trained with
+    the sampled softmax. `retriever_loss: true` adds the retriever's own sampled softmax (off in the authors' code).
     """
 
     def __init__(self, retriever: Retriever, ranker: nn.Module, sampler: Sampler, num_negatives: int,
-                 retriever_weight: float = 0.7, refresh: str | int = "epoch", fusion: bool = False) -> None:
+                 retriever_weight: float = 0.7, refresh: str | int = "epoch", fusion: bool = False,
+                 form: str = "gated", retriever_loss: bool = False) -> None:
         super().__init__(retriever, ranker, sampler, num_negatives, refresh, fusion)
         if not 0.5 < retriever_weight <= 1.0:
             raise ValueError(f"retriever_weight must be in (0.5, 1] (the earlier stage weighs more), got {retriever_weight}")
+        if form not in ICC_FORMS:
+            raise ValueError(f"ICC form must be one of {list(ICC_FORMS)}, got {form!r}")
         self.retriever_weight = retriever_weight
+        self.form = form
+        self.own_retriever_loss = bool(retriever_loss)
 
     def joint_scores(self, retriever_scores: torch.Tensor, ranker_scores: torch.Tensor) -> torch.Tensor:
+        if self.form == "gated":
+            return gated_cascade(retriever_scores, ranker_scores)
         return self.retriever_weight * retriever_scores + (1 - self.retriever_weight) * ranker_scores
 
     def second_stage_scores(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
@@ -377,7 +398,16 @@ class ICCScheme(CooperativeScheme):
         retriever_scores = torch.einsum("bd,bld->bl", query, self.retriever.item_vectors()[candidates])
         joint = self.joint_scores(retriever_scores, self.ranker.score(batch, candidates))
         hits = excluded_negatives(batch, negatives, False)
-        return {
-            "retriever": masked_sampled_softmax(retriever_scores, pos_log_q, neg_log_q, hits),
-            "joint": masked_sampled_softmax(joint, pos_log_q, neg_log_q, hits),
-        }
+        losses: dict[str, torch.Tensor] = {}
+        if self.form == "gated":
+            probability = joint.clamp(1e-7, 1 - 1e-7)
+            labels = torch.zeros_like(probability)
+            labels[:, 0] = 1.0
+            kept = torch.cat([torch.ones_like(hits[:, :1]), ~hits], dim=1).to(probability.dtype)
+            bce = F.binary_cross_entropy(probability, labels, reduction="none")
+            losses["joint"] = (bce * kept).sum() / kept.sum()
+        else:
+            losses["joint"] = masked_sampled_softmax(joint, pos_log_q, neg_log_q, hits)
+        if self.own_retriever_loss:
+            losses["retriever"] = masked_sampled_softmax(retriever_scores, pos_log_q, neg_log_q, hits)
+        return losses
