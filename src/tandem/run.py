@@ -168,12 +168,12 @@ def train_run(config: Config, out_dir: str | Path | None, *, resume: bool = Fals
     except OSError as error:  # read-only, full, gone: the run directory would be half-written
         if out is None:
             raise
-        if not continuing:
-            _discard(out, created)
+        if not continuing and (created or (lock is not None and lock.held)):
+            _discard(out, created)  # never a directory another process holds
         hint = "; free space and continue with --resume" if continuing else ""
         raise TandemError(f"cannot write the run directory {out}: {_os_message(error)}{hint}") from None
     except BaseException:
-        if out is not None and not continuing and lock is not None and lock.handle is not None \
+        if out is not None and not continuing and lock is not None and lock.held \
                 and not (out / CHECKPOINT).exists() and not (out / "best.pt").exists():
             _discard(out, created)  # nothing worth keeping: no half-written run directory
         raise

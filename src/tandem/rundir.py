@@ -192,12 +192,17 @@ class RunLock:
     def __init__(self, run: Path) -> None:
         self.run = run
         self.handle: int | None = None
+        self.held = False  # acquired (and not released) by this process
 
     def acquire(self) -> None:
-        """Create `run` if needed and take the lock; a TandemError if another live process holds it."""
-        import fcntl
-
+        """Create `run` if needed and take the lock; a TandemError if another live process holds it. (Where the
+        platform has no flock, the directory is created and nothing is locked.)"""
         self.run.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:
+            self.held = True
+            return
         handle = os.open(self.run / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -208,19 +213,22 @@ class RunLock:
                               f"{self.run}; wait for it to finish or choose another --out") from None
         os.ftruncate(handle, 0)
         os.write(handle, f"{os.getpid()}\n".encode())
-        self.handle = handle
+        self.handle, self.held = handle, True
 
     def release(self) -> None:
         """Drop the lock (the file stays: removing it would let two writers lock different files)."""
         if self.handle is not None:
             os.close(self.handle)  # closing the descriptor releases the flock
             self.handle = None
+        self.held = False
 
 
 def lock_holder(run: Path) -> int | None:
     """The pid of the live process training into `run` (-1 when unknown), or None when nobody is."""
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:
+        return None
     try:
         handle = os.open(run / LOCK, os.O_RDONLY)
     except OSError:

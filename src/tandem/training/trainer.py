@@ -75,6 +75,12 @@ def monitored_value(metrics: dict[str, Any], key: str, cooperative: bool) -> flo
     return float(metrics["pipeline"][key] if cooperative else metrics[key])
 
 
+def plain(value: Any) -> Any:
+    """`value` as JSON gives it back (NumPy numbers become Python ones): what metrics.jsonl holds, and what a
+    weights-only checkpoint can store."""
+    return json.loads(json.dumps(value))
+
+
 def config_digest(config: Config) -> str:
     """sha256 of the config without the keys a resume may change (RESUME_FREE_KEYS)."""
     values = config.to_dict()
@@ -271,7 +277,7 @@ class Trainer:
                 "loss": {name: value / steps_per_epoch for name, value in p.totals.items()},
             }
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                valid = self.evaluate("valid")
+                valid = plain(self.evaluate("valid"))
                 record["valid"] = valid
                 value = monitored_value(valid, monitor, self.scheme.cooperative)
                 if value > p.best_value:
