@@ -1,0 +1,46 @@
+"""Regenerate the README's experiment results from the committed experiment outputs.
+
+Every `benchmarks/results/<spec>/table.md` written by `tandem experiment experiments/<spec>.yaml` is copied, with
+the command that produced it, between the markers `<!-- experiments:begin -->` and `<!-- experiments:end -->` of
+README.md. Usage: python benchmarks/readme_results.py
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- experiments:begin -->", "<!-- experiments:end -->"
+
+
+def section() -> str:
+    """The generated Markdown: one subsection per experiment spec that has a table."""
+    parts = []
+    for spec in sorted((ROOT / "experiments").glob("*.yaml")):
+        table = ROOT / "benchmarks" / "results" / spec.stem / "table.md"
+        if not table.is_file():
+            parts.append(f"### {spec.stem}\n\nNot run yet: `tandem experiment experiments/{spec.name}`.\n")
+            continue
+        body = table.read_text().split("\n", 1)[1].strip()  # drop the table's own title
+        body = re.sub(r"^#", "###", body, flags=re.M)
+        parts.append(f"### {spec.stem}\n\n`tandem experiment experiments/{spec.name}` "
+                     f"(outputs in `benchmarks/results/{spec.stem}/`)\n\n{body}\n")
+    return "\n".join(parts)
+
+
+def main() -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        print(f"README.md has no {BEGIN} ... {END} markers", file=sys.stderr)
+        return 2
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n{section()}\n{END}{tail}")
+    print("README.md: experiment results regenerated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
