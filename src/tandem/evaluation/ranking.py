@@ -71,9 +71,10 @@ class BlockScorer:
     """Scores of a batch in blocks of at most SCORE_ELEMENTS entries, each block fresh (safe to mask in place).
 
     `blocks(batch, rows)` yields (offset, scores [len(rows), width]) covering item columns 0..N in order. A
-    retriever's own score_all is split over items too (query @ item_vectors[chunk]^T); any other callable is
-    called on row chunks and must return [rows, N+1]. With one block per row chunk the scores are exactly those of
-    `score_all(rows of the batch)`.
+    retriever's own score_all is scored for the whole batch at once, split over items (query @ item_vectors[chunk]^T,
+    the item chunk read once per batch, not once per few rows); any other callable is called on row chunks and must
+    return [rows, N+1]. The scores are those of `score_all` (CPU matmuls give the same value per entry whatever the
+    split of rows or columns, as long as a chunk has more than one row).
     """
 
     def __init__(self, score_all: Callable[[Batch], torch.Tensor]) -> None:
@@ -82,10 +83,11 @@ class BlockScorer:
         self.width: int | None = None  # N + 1, learnt from the first call for a plain callable
 
     def row_chunk(self, batch: Batch, num_rows: int) -> int:
-        """How many rows to score together."""
+        """How many rows to score together (and sets `width` = N + 1)."""
         if self.retriever is not None:
-            self.width = int(self.retriever.item_vectors().shape[0])
-        elif self.width is None:
+            self.width = int(self.retriever.item_table().shape[0])
+            return max(1, min(num_rows, SCORE_ELEMENTS))
+        if self.width is None:
             self.width = int(self.score_all(_rows_of(batch, slice(0, 1))).shape[1])
         return max(1, min(num_rows, SCORE_ELEMENTS // max(1, self.width)))
 
