@@ -102,7 +102,7 @@ def test_registry_builds_every_name_with_one_signature():
     pos, neg, neg_q = data(seed=4)
     pos_q = torch.full_like(pos, -3.0)
     rank = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=DT)
-    assert set(LOSS_NAMES) == {"softmax", "softmax-noq", "bpr", "triplet", "croloss", "croloss-lambda", "adasir",
+    assert set(LOSS_NAMES) == {"softmax", "softmax-noq", "bpr", "bce", "triplet", "croloss", "croloss-lambda", "adasir",
                                "adasir-w"}
     for name in LOSS_NAMES:
         loss = build_loss(name, num_items=50)
@@ -203,3 +203,16 @@ def test_every_registered_loss_masks_accidental_hits():
             one = loss(pos[b:b + 1], neg[b:b + 1, keep], pos_q[b:b + 1], neg_q[b:b + 1, keep],
                        rank_estimate=rank[b:b + 1])
             assert got[b].item() == pytest.approx(one.item(), abs=1e-12), (name, b)
+
+
+def test_bce_retriever_loss_by_hand():
+    import math
+
+    from tandem.losses.registry import build_loss
+
+    loss = build_loss("bce", num_items=10)
+    pos, neg = torch.tensor([1.0]), torch.tensor([[0.5, -2.0, 3.0]])
+    hits = torch.tensor([[False, False, True]])
+    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    expected = softplus(-1.0) + (softplus(0.5) + softplus(-2.0)) / 2
+    assert loss(pos, neg, None, None, hit_mask=hits).item() == pytest.approx(expected, rel=1e-6)

@@ -67,3 +67,9 @@ def softmax_ce(
     """
     _gaps(pos, neg)
     return sampled_softmax(pos, neg, pos_log_q, neg_log_q, hit_mask=hit_mask)
+
+
+def binary_cross_entropy(pos: torch.Tensor, neg: torch.Tensor, hit_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Pointwise BCE per row [B]: -log sigmoid(S_pos) - mean_i log sigmoid(-S_i) (the positive labelled 1, each
+    negative 0) — the loss RecBole-style baselines such as SASRec-BCE train with."""
+    return F.softplus(-pos) + masked_mean(F.softplus(neg), hit_mask)

@@ -18,7 +18,7 @@ import torch
 
 from tandem.losses.adasir import adasir, adasir_w
 from tandem.losses.croloss import croloss, get_kernel
-from tandem.losses.pairwise import bpr, softmax_ce, triplet
+from tandem.losses.pairwise import binary_cross_entropy, bpr, softmax_ce, triplet
 
 __all__ = ["RetrieverLoss", "build_loss", "LOSS_NAMES"]
 
@@ -112,6 +112,11 @@ def _bpr(num_items: int) -> RetrieverLoss:
     return RetrieverLoss("bpr", lambda pos, neg, pos_q, neg_q, rank, hits: bpr(pos, neg, hit_mask=hits), {})
 
 
+def _bce(num_items: int) -> RetrieverLoss:
+    return RetrieverLoss(
+        "bce", lambda pos, neg, pos_q, neg_q, rank, hits: binary_cross_entropy(pos, neg, hit_mask=hits), {})
+
+
 def _triplet(num_items: int, margin: float = 1.0) -> RetrieverLoss:
     def fn(pos, neg, pos_q, neg_q, rank, hits):
         return triplet(pos, neg, margin, hit_mask=hits)
@@ -169,6 +174,7 @@ _BUILDERS: dict[str, Callable[..., RetrieverLoss]] = {
     "softmax": _softmax,
     "softmax-noq": _softmax_noq,
     "bpr": _bpr,
+    "bce": _bce,
     "triplet": _triplet,
     # seed 002 Table 2: softplus with alpha = 1.0 is the best plain CROLoss on Amazon and always best or second best
     "croloss": _croloss_factory("croloss", None, "softplus", 1.0),
