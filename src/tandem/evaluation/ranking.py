@@ -43,6 +43,14 @@ def mask_block(block: torch.Tensor, offset: int, known: torch.Tensor, targets: t
     """In place on `block` = score columns offset .. offset + width - 1: known items -> -inf except the targets,
     and item 0 (padding) -> -inf. Ids outside the block are ignored; padding ids 0 in `known`/`targets` are fine."""
     end = offset + block.shape[1]
+    largest = max(int(ids.max()) if ids.numel() else 0 for ids in (known, targets))
+    if offset == 0 and end > largest:
+        # the block holds every id: plain scatters (the common case: all items in one block)
+        saved_scores = block.gather(1, targets)
+        block.scatter_(1, known, float("-inf"))
+        block.scatter_(1, targets, saved_scores)
+        block[:, 0] = float("-inf")
+        return block
     t_rows, t_cols = ((targets >= offset) & (targets < end)).nonzero(as_tuple=True)
     t_local = targets[t_rows, t_cols] - offset
     saved = block[t_rows, t_local]
