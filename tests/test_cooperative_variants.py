@@ -116,3 +116,31 @@ def test_gated_cascade_by_hand():
     m, r = torch.tensor([[0.3, -2.0, 4.0]]), torch.tensor([[1.5, 0.2, -3.0]])
     expected = [by_hand(a, b) for a, b in zip(m[0].tolist(), r[0].tolist())]
     assert gated_cascade(m, r)[0].tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_rankflow_phases_optimizers_and_tutor_flow(grouped):
+    from tandem.training.cooperative import RankFlowScheme
+    from tandem.losses.registry import build_loss
+
+    data, split = grouped
+    torch.manual_seed(0)
+    retriever = MF(data.num_users, data.num_items, 8)
+    ranker = build_ranker("deepfm", num_users=data.num_users, num_items=data.num_items, embedding_dim=8)
+    scheme = RankFlowScheme(retriever, ranker, UniformSampler(data.num_items), build_loss("bce", num_items=200), 10,
+                            top_k=10, tutor_top=3, warmup_epochs=2, self_epochs=2, tutor_epochs=1)
+    # epochs 1-2 independent (Adam), then self, self, tutor, self, self, tutor, ...
+    assert [scheme.phase(e) for e in range(1, 9)] == ["independent"] * 2 + ["self", "self", "tutor"] * 2
+    optimizers = scheme.make_optimizers(1e-3, 0.0)
+    assert isinstance(optimizers["sgd-tutor"], torch.optim.SGD) and optimizers["sgd-tutor"].defaults["lr"] == 1e-4
+    assert scheme.active_optimizers(1) == ("adam",) and scheme.active_optimizers(3) == ("sgd-self",)
+    assert scheme.active_optimizers(5) == ("sgd-tutor",)
+    batch = {key: value[:32] for key, value in split.train.tensors.items()}
+    scheme.epochs_started.fill_(5)  # a tutor epoch: only the retriever learns, from the ranker's view
+    losses = scheme.losses(batch)
+    assert set(losses) == {"tutor"}
+    grads = torch.autograd.grad(losses["tutor"], list(ranker.parameters()), allow_unused=True, retain_graph=True)
+    assert all(g is None or torch.count_nonzero(g) == 0 for g in grads)
+    assert any(g is not None and torch.count_nonzero(g) > 0
+               for g in torch.autograd.grad(losses["tutor"], list(retriever.parameters()), allow_unused=True))
+    scheme.epochs_started.fill_(3)  # self-learning: the ranker learns on the retriever's top-k
+    assert set(scheme.losses(batch)) == {"retriever", "ranker"}

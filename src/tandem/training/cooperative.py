@@ -314,28 +314,111 @@ def exact_top_k(query: torch.Tensor, vectors: torch.Tensor, k: int, exclude: tor
         return scores.topk(k, dim=1).indices
 
 
-class RankFlowScheme(CooperativeScheme):
-    """RankFlow (ref. [34] of seed 000), both flows in every step.
+RANKFLOW_SCHEDULES = ("phased", "joint")
 
-    Self-learning: the ranker's negatives are the retriever's exact top-`top_k` items (the positive excluded), no
-    log-Q correction (a top-k set has no proposal distribution). The retriever keeps its own supervised loss on its
-    sampler. Tutor-learning: over the same candidates, the ranker's `tutor_top` best items become soft targets for
-    the retriever: a listwise cross-entropy pulling them to the top of the retriever's ranking of the candidates.
+
+class RankFlowScheme(CooperativeScheme):
+    """RankFlow (ref. [34] of seed 000). With `schedule: phased` (default) it trains as the authors' code does,
+    in phases of whole epochs:
+
+    1. `warmup_epochs` independent epochs (Adam, the configured lr): the retriever on its own loss over its
+       sampler's negatives, the ranker with BCE on `num_negatives` uniform negatives;
+    2. then cycles of `self_epochs` self-learning epochs (SGD, `self_lr`): the retriever on its own loss, the ranker
+       with BCE over the retriever's exact top-`top_k` items (the row's history left out), labelled 1 where the
+       item is the positive; and `tutor_epochs` tutor-learning epochs (SGD, `tutor_lr`) where only the retriever
+       learns, over the same top-k: alpha * MSE(sigmoid(M), sigmoid(R)) + (1 - alpha) * ranking loss, the ranking
+       loss being -log sigmoid(mean sigmoid(M) over the ranker's best `tutor_top` - sum sigmoid(M) over the rest
+       / (top_k - tutor_top + 1)).
+
+    `schedule: joint` is tandem's earlier simplification: both flows in every step with one Adam (self-learning
+    with the sampled softmax over the top-k, tutor as a listwise cross-entropy on the ranker's best items).
     """
 
     def __init__(self, retriever: Retriever, ranker: nn.Module, sampler: Sampler, loss: LossFn, num_negatives: int,
                  top_k: int = 20, tutor_top: int = 5, tutor_weight: float = 1.0, refresh: str | int = "epoch",
-                 fusion: bool = False) -> None:
+                 fusion: bool = False, schedule: str = "phased", warmup_epochs: int = 5, self_epochs: int = 5,
+                 tutor_epochs: int = 5, self_lr: float = 1e-3, tutor_lr: float = 1e-4, tutor_alpha: float = 0.5,
+                 seed: int = 0) -> None:
         super().__init__(retriever, ranker, sampler, num_negatives, refresh, fusion)
-        if tutor_top > top_k:
-            raise ValueError(f"tutor_top ({tutor_top}) must not exceed top_k ({top_k})")
+        if tutor_top >= top_k:
+            raise ValueError(f"tutor_top ({tutor_top}) must be smaller than top_k ({top_k})")
+        if schedule not in RANKFLOW_SCHEDULES:
+            raise ValueError(f"RankFlow schedule must be one of {list(RANKFLOW_SCHEDULES)}, got {schedule!r}")
+        if min(warmup_epochs, self_epochs, tutor_epochs) < 0 or self_epochs + tutor_epochs < 1:
+            raise ValueError("RankFlow epochs must be >= 0, with self_epochs + tutor_epochs >= 1")
+        if not (self_lr > 0 and tutor_lr > 0 and 0.0 <= tutor_alpha <= 1.0):
+            raise ValueError("RankFlow needs self_lr > 0, tutor_lr > 0 and 0 <= tutor_alpha <= 1")
         self.loss = loss
-        self.top_k = top_k
-        self.tutor_top = tutor_top
-        self.tutor_weight = tutor_weight
+        self.top_k, self.tutor_top, self.tutor_weight = top_k, tutor_top, tutor_weight
+        self.schedule = schedule
+        self.warmup_epochs, self.self_epochs, self.tutor_epochs = warmup_epochs, self_epochs, tutor_epochs
+        self.self_lr, self.tutor_lr, self.tutor_alpha = self_lr, tutor_lr, tutor_alpha
+        self.ranker_sampler = UniformSampler(retriever.num_items, torch.Generator().manual_seed(seed + 1))
+
+    def phase(self, epoch: int | None = None) -> str:
+        """'independent', 'self' or 'tutor' for a 1-based epoch (default: the current one); 'joint' when joint."""
+        if self.schedule == "joint":
+            return "joint"
+        epoch = int(self.epochs_started) if epoch is None else epoch
+        if epoch <= self.warmup_epochs:
+            return "independent"
+        cycle = (epoch - self.warmup_epochs - 1) % (self.self_epochs + self.tutor_epochs)
+        return "self" if cycle < self.self_epochs else "tutor"
+
+    def make_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
+        optimizers = super().make_optimizers(lr, weight_decay)
+        if self.schedule == "phased":
+            parameters = [p for p in self.parameters() if p.requires_grad]
+            optimizers["sgd-self"] = torch.optim.SGD(parameters, lr=self.self_lr, weight_decay=weight_decay)
+            optimizers["sgd-tutor"] = torch.optim.SGD(parameters, lr=self.tutor_lr, weight_decay=weight_decay)
+        return optimizers
+
+    def active_optimizers(self, epoch: int) -> tuple[str, ...]:
+        phase = self.phase(epoch)
+        return ("sgd-self",) if phase == "self" else ("sgd-tutor",) if phase == "tutor" else ("adam",)
+
+    def retriever_top_k(self, batch: Batch, query: torch.Tensor) -> torch.Tensor:
+        """The retriever's exact top-`top_k` items [B, k]: padding and the row's history left out (not the
+        positive: self-learning labels it 1 when it is retrieved)."""
+        with torch.no_grad():
+            scores = query.detach() @ self.retriever.item_vectors().detach().T
+            if "history" in batch:
+                scores.scatter_(1, batch["history"], float("-inf"))
+            scores[:, 0] = float("-inf")
+            return scores.topk(self.top_k, dim=1).indices
+
+    def tutor_loss(self, batch: Batch, query: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+        """alpha * MSE(sigmoid(M), sigmoid(R)) + (1 - alpha) * ranking loss over the top-k (the ranker detached)."""
+        student = torch.sigmoid(torch.einsum("bd,bkd->bk", query, self.retriever.item_vectors()[top]))
+        with torch.no_grad():
+            teacher = torch.sigmoid(self.ranker.score(batch, top))
+        mse = (student - teacher).pow(2).mean()
+        best = teacher.topk(self.tutor_top, dim=1).indices
+        best_sum = student.gather(1, best).sum(1)
+        rest_sum = student.sum(1) - best_sum
+        ranking = -F.logsigmoid(best_sum / self.tutor_top - rest_sum / (self.top_k - self.tutor_top + 1)).mean()
+        return self.tutor_alpha * mse + (1 - self.tutor_alpha) * ranking
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        phase = self.phase()
         query = self.retriever.query(batch)
+        if phase == "joint":
+            return self._joint_losses(batch, query)
+        if phase == "tutor":
+            return {"tutor": self.tutor_loss(batch, query, self.retriever_top_k(batch, query))}
+        losses = {"retriever": retriever_loss(self.retriever, self.sampler, self.loss, self.num_negatives, batch,
+                                              query)}
+        if phase == "independent":
+            negatives, _ = self.ranker_sampler.sample(batch["item"].unsqueeze(1), self.num_negatives)
+            losses["ranker"] = ranker_loss(self.ranker, batch, negatives, None, None, "bce")
+        else:
+            top = self.retriever_top_k(batch, query)
+            scores = self.ranker.score(batch, top)
+            labels = (top == batch["item"].unsqueeze(1)).to(scores.dtype)
+            losses["ranker"] = F.binary_cross_entropy_with_logits(scores, labels)
+        return losses
+
+    def _joint_losses(self, batch: Batch, query: torch.Tensor) -> dict[str, torch.Tensor]:
         losses = {"retriever": retriever_loss(self.retriever, self.sampler, self.loss, self.num_negatives, batch, query)}
         vectors = self.retriever.item_vectors()
         top = exact_top_k(query, vectors, self.top_k, batch["item"])

@@ -91,6 +91,16 @@ class Scheme(nn.Module):
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def make_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers by name; the default is one Adam over every trainable parameter. A scheme that trains
+        in phases (RankFlow) returns several and picks them per epoch with `active_optimizers`."""
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        return {"adam": torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)}
+
+    def active_optimizers(self, epoch: int) -> tuple[str, ...]:
+        """Names of the optimizers that step during `epoch` (1-based); the default: all of them."""
+        return ("adam",)
+
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The losses of a batch; `forward` so DistributedDataParallel can wrap a scheme."""
         return self.losses(batch)

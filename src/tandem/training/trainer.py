@@ -34,7 +34,7 @@ from tandem.training.schemes import Scheme
 from tandem.utils import atomic_torch_save, atomic_write_bytes, rng_state, set_rng_state
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 #: Config keys that do not change what a run computes: a resume may differ in them.
 RESUME_FREE_KEYS = (("train", "progress"), ("train", "checkpoint_every"), ("train", "keep_checkpoint"))
 
@@ -121,8 +121,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.model = DistributedDataParallel(scheme, find_unused_parameters=True)
-        parameters = [p for p in scheme.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(parameters, lr=config.train.lr, weight_decay=config.train.weight_decay)
+        # one Adam over everything, unless the scheme trains in phases with optimizers of its own (RankFlow)
+        self.optimizers = scheme.make_optimizers(config.train.lr, config.train.weight_decay)
         self.resume = resume
         self.progress = Progress()
         self.best_state: dict[str, Any] = {}
@@ -155,7 +155,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT,
             "config": config_digest(self.config),
             "model": self.scheme.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             "samplers": {name: sampler.state_dict() for name, sampler in scheme_samplers(self.scheme).items()},
             "rng": rng_state(),
             "generator": self.generator.get_state(),
@@ -180,7 +180,10 @@ class Trainer:
             raise TandemError("the checkpoint was written for a different config than the run's config.yaml")
         try:
             self.scheme.load_state_dict(payload["model"])
-            self.optimizer.load_state_dict(payload["optimizer"])
+            if set(payload["optimizer"]) != set(self.optimizers):
+                raise ValueError(f"optimizers {sorted(payload['optimizer'])} saved, {sorted(self.optimizers)} built")
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(payload["optimizer"][name])
             samplers = scheme_samplers(self.scheme)
             if set(samplers) != set(payload["samplers"]):
                 raise ValueError(f"samplers {sorted(payload['samplers'])} saved, {sorted(samplers)} built")
@@ -259,9 +262,12 @@ class Trainer:
                 total = sum(losses.values())
                 if not torch.isfinite(total):
                     raise self._diverged(losses, epoch)
-                self.optimizer.zero_grad(set_to_none=True)
+                active = [self.optimizers[name] for name in self.scheme.active_optimizers(epoch)]
+                for optimizer in self.optimizers.values():
+                    optimizer.zero_grad(set_to_none=True)
                 total.backward()
-                self.optimizer.step()
+                for optimizer in active:
+                    optimizer.step()
                 p.step += 1
                 p.batches_done += 1
                 self.scheme.on_step(p.step, train)
