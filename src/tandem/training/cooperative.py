@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from tandem.data.splits import EvalSet, TrainSet
 from tandem.evaluation import evaluate_batches, full_ranking_metrics
-from tandem.evaluation.metrics import metrics_from_ranks
+from tandem.evaluation.metrics import metrics_from_ranks, top_k_by_score
 from tandem.evaluation.ranking import masked_scores
 from tandem.losses.sampled_softmax import sampled_softmax
 from tandem.models.retrievers.base import Retriever
@@ -114,10 +114,7 @@ class CooperativeScheme(Scheme):
             query = self.retriever.query(batch)
             scores = masked_scores((query @ self.retriever.item_vectors().T).float(), known, targets)
             k = min(retrieval_cutoff, scores.shape[1] - 1)
-            top = scores.topk(k, dim=1)
-            by_id = torch.argsort(top.indices, dim=1)  # then a stable sort on score: equal scores by smaller id
-            ids, values = top.indices.gather(1, by_id), top.values.gather(1, by_id)
-            order = ids.gather(1, torch.argsort(values, dim=1, descending=True, stable=True))
+            _, order = top_k_by_score(scores, k)  # exact top-k, equal scores by smaller id
             first = scores.gather(1, order)
             valid = torch.isfinite(first)
             second = self.second_stage_scores(batch, order).float()
