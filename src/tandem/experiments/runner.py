@@ -2,7 +2,8 @@
 
 Layout of the output directory:
 - `runs/<method>-s<seed>/` one tandem run directory per run (config, best.pt, metrics.jsonl, report.json);
-  a directory without `report.json` is an interrupted run: it is removed and trained again;
+  a directory without `report.json` is an interrupted run: it resumes from its `checkpoint.pt` (bit for bit on
+  CPU), or is trained again when it has none;
 - `per_user/<method>-s<seed>.csv` per evaluation row (user) test metrics of every stage, for paired tests;
 - `results.csv` columns method,seed,split,stage,metric,value; `runs.csv` epochs and timings per run;
 - `table.md` mean ± std per method, relative change against the reference, paired p-values, published figures;
@@ -94,13 +95,16 @@ def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: 
     per_user = out / "per_user" / f"{run_name}.csv"
     if (run_dir / "report.json").is_file() and per_user.is_file():
         return
-    if run_dir.exists() and not (run_dir / "report.json").is_file():
-        log(f"[{spec.name}] {run_name}: removing an interrupted run")
-        shutil.rmtree(run_dir)
     config = load_config(method.config, [*spec.overrides, *method.overrides, f"seed={seed}", "train.progress=false"])
     started = time.perf_counter()
     if not (run_dir / "report.json").is_file():
-        report = train_run(config, run_dir)
+        resumable = (run_dir / "checkpoint.pt").is_file()
+        if run_dir.exists() and not resumable:
+            log(f"[{spec.name}] {run_name}: an interrupted run without a checkpoint: training it again")
+            shutil.rmtree(run_dir)
+        elif resumable:
+            log(f"[{spec.name}] {run_name}: resuming from its last checkpoint")
+        report = train_run(config, run_dir, resume=resumable)
     else:
         report = json.loads((run_dir / "report.json").read_text())
     config, prepared, scheme = load_run(run_dir)
