@@ -92,7 +92,7 @@ def markdown(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str
     if spec.description:
         lines += [spec.description, ""]
     lines += [
-        f"Test set, ×{scale:g}⁻¹ (mean ± std over seeds; n = seeds run). Δ and p compare `{key}` per user, paired "
+        f"Test set, values ×{1 / scale:g} (mean ± std over seeds; n = seeds run). Δ and p compare `{key}` per user, paired "
         f"and pooled over the seeds both methods have run (Wilcoxon signed-rank / paired t-test)."
         + (f" Reference: `{spec.reference}`." if spec.reference else ""),
         "",
