@@ -108,3 +108,17 @@ def test_random_split_order_keeps_each_users_items_and_is_seeded():
         test = set(first.test.target_items[first.test.target_indptr[u]:first.test.target_indptr[u + 1]])
         valid = set(first.valid.target_items[first.valid.target_indptr[u]:first.valid.target_indptr[u + 1]])
         assert train | valid | test == everything and not (train & test) and not (valid & test)
+
+
+def test_exclude_known_false_masks_nothing_and_ranks_history_items_again():
+    """With eval.exclude_known: false a history item can outrank the target: the rank counts it."""
+    import torch
+
+    from tandem.data.splits import EvalSet, without_known
+    from tandem.evaluation import evaluate_batches, full_ranking_metrics
+
+    eval_set = EvalSet({"user": torch.tensor([0])}, np.array([0, 1]), np.array([3]), np.array([0, 1]), np.array([2]))
+    scores = torch.tensor([[0.0, 0.1, 0.9, 0.5, 0.2]])  # item 2 (known) scores above the target 3
+    rank_fn = full_ranking_metrics(lambda batch: scores, (1,))
+    assert evaluate_batches(eval_set, rank_fn, 8)["recall@1"] == 1.0  # known item masked: target first
+    assert evaluate_batches(without_known(eval_set), rank_fn, 8)["recall@1"] == 0.0

@@ -57,6 +57,8 @@ class EvalConfig:
     retrieval_cutoff: int = 100
     cutoff_sweep: list[int] = field(default_factory=list)
     monitor: str = "ndcg@10"
+    # mask the row's known items when ranking (tandem's protocol); false = RecBole's sequential protocol
+    exclude_known: bool = True
 
 
 @dataclass

@@ -12,7 +12,7 @@ import yaml
 
 from tandem.config import Config, DataConfig
 from tandem.data.dataset import InteractionData, preprocess
-from tandem.data.splits import Split, split_general, split_sequential
+from tandem.data.splits import Split, split_general, split_sequential, without_known
 from tandem.errors import TandemError
 from tandem.utils import atomic_write_bytes, atomic_write_json, load_checkpoint, seed_everything
 
@@ -33,8 +33,12 @@ def load_data(cfg: DataConfig, task: str = "sequential") -> InteractionData:
 def make_split(config: Config, data: InteractionData) -> Split:
     if config.task == "general":
         shuffle_seed = config.seed if config.data.split_order == "random" else None
-        return split_general(data, tuple(config.data.split), shuffle_seed)
-    return split_sequential(data, config.data.max_seq_len)
+        split = split_general(data, tuple(config.data.split), shuffle_seed)
+    else:
+        split = split_sequential(data, config.data.max_seq_len)
+    if not config.eval.exclude_known:  # RecBole's sequential protocol: nothing masked at evaluation
+        split.valid, split.test = without_known(split.valid), without_known(split.test)
+    return split
 
 
 @dataclass

@@ -60,6 +60,14 @@ class Split:
         }
 
 
+def without_known(eval_set: EvalSet) -> EvalSet:
+    """The same rows and targets with no known items, so evaluation masks nothing (RecBole's sequential
+    protocol, for side-by-side comparison; a history item may then be recommended again)."""
+    empty_indptr = np.zeros_like(eval_set.known_indptr)
+    return EvalSet(eval_set.tensors, eval_set.target_indptr, eval_set.target_items, empty_indptr,
+                   eval_set.known_items[:0])
+
+
 def histories(items: np.ndarray, starts: np.ndarray, positions: np.ndarray, max_len: int) -> np.ndarray:
     """For each flat position p (with its user's start s), the items at p-max_len..p-1 not before s,
     left-padded with 0 so the most recent item is last. Returns [len(positions), max_len]."""
