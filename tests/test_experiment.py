@@ -74,6 +74,7 @@ def test_paired_test_matches_a_hand_computed_t_statistic():
 @pytest.mark.parametrize("body, message", [
     ("seeds: [1]\n", "methods"),
     ("methods: {a: {config: nowhere.yaml}}\n", "does not exist"),
+    ("seeds: [1]\nseeds: [2]\n", "twice|duplicate"),
     ("methods: {a: {config: spec.yaml}}\nreference: b\n", "reference"),
     ("methods: {a: {config: spec.yaml}}\nseeds: [-1]\n", "seeds"),
     ("methods: {a: {config: spec.yaml}}\ncolour: red\n", "unknown key"),

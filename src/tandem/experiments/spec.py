@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tandem.errors import TandemError
 
 PLOT_KINDS = ("cutoff_sweep", "bar")
@@ -61,13 +59,10 @@ def _string_list(value: Any, key: str) -> list[str]:
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and check a spec file."""
+    from tandem.config import read_yaml_file
+
     path = Path(path)
-    if not path.is_file():
-        raise TandemError(f"experiment spec {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise TandemError(f"experiment spec {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    raw = read_yaml_file(path, "experiment spec")  # one-line errors, 1e-3 as a number, duplicate keys refused
     if not isinstance(raw, dict):
         raise TandemError(f"experiment spec {path} must be a mapping")
     allowed = {"name", "description", "seeds", "reference", "metrics", "overrides", "methods", "published",
