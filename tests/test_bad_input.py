@@ -27,18 +27,11 @@ from tandem.data.readers import read_atomic, read_movielens, read_table
 from tandem.data.synthetic import markov_interactions
 from tandem.errors import TandemError
 
-BASE = """task: sequential
-data:
-  format: table
-  path: {csv}
-  columns: {{user: uid, item: iid, timestamp: ts}}
-  min_user_interactions: 5
-  min_item_interactions: 2
-  max_seq_len: 5
-retriever: {{name: sasrec, embedding_dim: 16, dropout: 0.1}}
-train: {{epochs: 1, batch_size: 64, num_negatives: 5, progress: false}}
-eval: {{cutoffs: [5, 10], retrieval_cutoff: 20, monitor: ndcg@10}}
-"""
+from test_cli import tiny_yaml
+
+def base_yaml(csv):
+    return tiny_yaml(csv, epochs=1)
+
 GENERAL = ["--set", "task=general", "--set", "retriever={name: mf, embedding_dim: 8}"]
 RANKER = ["--set", "ranker={name: din, embedding_dim: 8}", "--set", "scheme={name: independent}"]
 
@@ -56,7 +49,7 @@ def trained(tmp_path_factory, frame) -> Path:
     """A finished one-epoch run, copied by the cases that damage a run directory."""
     root = tmp_path_factory.mktemp("trained")
     frame.to_csv(root / "data.csv", index=False)
-    (root / "config.yaml").write_text(BASE.format(csv=root / "data.csv"))
+    (root / "config.yaml").write_text(base_yaml(root / "data.csv"))
     assert main(["train", str(root / "config.yaml"), "--out", str(root / "run")]) == 0
     return root / "run"
 
@@ -85,7 +78,7 @@ class Workspace:
     def config(self, text: str | bytes | None = None, csv: Path | None = None) -> Path:
         path = self.root / "config.yaml"
         if text is None:
-            text = BASE.format(csv=csv or self.csv())
+            text = base_yaml(csv or self.csv())
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
         return path
 
@@ -190,7 +183,7 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], str]] = [
     ("config file missing", lambda ws: ["train", str(ws.root / "nope.yaml")], "not found"),
     ("config is a directory", lambda ws: ["train", str(ws.root)], "is a directory"),
     ("YAML tab indentation", lambda ws: ws.train(config=ws.config("train:\n\tepochs: 1\n")), "line 2, column 1"),
-    ("YAML key given twice", lambda ws: ws.train(config=ws.config(BASE.format(csv=ws.csv()) + "seed: 3\nseed: 4\n")),
+    ("YAML key given twice", lambda ws: ws.train(config=ws.config(base_yaml(ws.csv()) + "seed: 3\nseed: 4\n")),
      "appears twice"),
     ("extends cycle", lambda ws: ws.train(config=ws.config("extends: config.yaml\n")), "cycle"),
     ("--set without =", lambda ws: ws.train("--set", "train.epochs"), "key=value"),
@@ -212,7 +205,7 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], str]] = [
     ("data file header only", lambda ws: ws.train(config=ws.config(csv=ws.csv(raw=b"uid,iid,ts\n"))),
      "empty after filtering"),
     ("data file is a directory", lambda ws: ((ws.root / "d.csv").mkdir(),
-                                             ws.train(config=ws.config(BASE.format(csv=ws.root / "d.csv"))))[1],
+                                             ws.train(config=ws.config(base_yaml(ws.root / "d.csv"))))[1],
      "found a directory"),
     ("evaluate a missing run", lambda ws: ["evaluate", str(ws.root / "nope")], "not a tandem run directory"),
     ("evaluate a file", lambda ws: ["evaluate", str(ws.config())], "not a tandem run directory"),
@@ -262,7 +255,7 @@ def test_duplicates_are_dropped_keeping_the_first_and_counted(tmp_path, frame, c
     doubled = pd.concat([frame, frame.iloc[:50]], ignore_index=True)  # 50 rows given twice
     doubled.to_csv(tmp_path / "data.csv", index=False)
     config = tmp_path / "c.yaml"
-    config.write_text(BASE.format(csv=tmp_path / "data.csv"))
+    config.write_text(base_yaml(tmp_path / "data.csv"))
     assert main(["data", "stats", str(config)]) == 0
     printed = capsys.readouterr().out
     stats = {line.split()[0]: line.split()[-1] for line in printed.splitlines() if line.strip()}
@@ -283,7 +276,7 @@ def test_duplicates_are_dropped_keeping_the_first_and_counted(tmp_path, frame, c
 def test_a_refused_write_mid_run_leaves_no_run_directory(tmp_path, frame, monkeypatch, capsys):
     """A disk that fills after best.pt was written (report.json fails): the whole run directory goes."""
     frame.to_csv(tmp_path / "data.csv", index=False)
-    (tmp_path / "c.yaml").write_text(BASE.format(csv=tmp_path / "data.csv"))
+    (tmp_path / "c.yaml").write_text(base_yaml(tmp_path / "data.csv"))
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

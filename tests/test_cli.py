@@ -16,10 +16,9 @@ def tiny_csv(tmp_path):
     return path
 
 
-def tiny_config(tmp_path, csv, extra=""):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(
-        f"""task: sequential
+def tiny_yaml(csv, epochs=2, train_extra="", extra=""):
+    """The tiny sequential config every CLI-level test starts from (SASRec, 5-item histories)."""
+    return f"""task: sequential
 data:
   format: table
   path: {csv}
@@ -28,10 +27,14 @@ data:
   min_item_interactions: 2
   max_seq_len: 5
 retriever: {{name: sasrec, embedding_dim: 16, dropout: 0.1}}
-train: {{epochs: 2, batch_size: 64, num_negatives: 5, progress: false}}
+train: {{epochs: {epochs}, batch_size: 64, num_negatives: 5, progress: false{train_extra}}}
 eval: {{cutoffs: [5, 10], retrieval_cutoff: 20, monitor: ndcg@10}}
 {extra}"""
-    )
+
+
+def tiny_config(tmp_path, csv, extra=""):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(tiny_yaml(csv, extra=extra))
     return path
 
 

@@ -26,25 +26,18 @@ from tandem.cli import main
 from tandem.data.synthetic import markov_interactions
 from tandem.training.trainer import Trainer
 
+from test_cli import tiny_yaml
+
 # what every run here uses: a checkpoint every 3 steps (about two per epoch), the final state kept, one thread
 SETS = ["--set", "train.epochs=4", "--set", "train.checkpoint_every=3", "--set", "train.keep_checkpoint=true",
         "--set", "train.threads=1"]
 TIMING = {"seconds", "seconds_per_epoch", "epoch_seconds", "elapsed"}
 
-SEQUENTIAL = """task: sequential
-data:
-  format: table
-  path: {csv}
-  columns: {{user: uid, item: iid, timestamp: ts}}
-  min_user_interactions: 5
-  min_item_interactions: 2
-  max_seq_len: 5
-retriever: {{name: sasrec, embedding_dim: 16, dropout: 0.1}}
-train: {{epochs: 4, batch_size: 64, num_negatives: 5, progress: false, patience: 10}}
-eval: {{cutoffs: [5, 10], retrieval_cutoff: 20, monitor: ndcg@10}}
-"""
+def sequential_yaml(csv):
+    return tiny_yaml(csv, epochs=4, train_extra=", patience: 10")
+
 GENERAL_MF = "task: general\nretriever: {name: mf, embedding_dim: 8}\n"
-# scheme name -> what it adds to SEQUENTIAL, and where the in-process run is stopped
+# scheme name -> what it adds to sequential_yaml, and where the in-process run is stopped
 SCHEMES: dict[str, tuple[str, str, int]] = {
     "sasrec-uniform": ("", "_log", 2),  # epoch 2's line written, its checkpoint not: no duplicated epoch
     "mf-midx-refresh-3-steps": (GENERAL_MF + "sampler: {name: midx, num_clusters: 4, refresh: 3}\n", "evaluate", 2),
@@ -79,7 +72,7 @@ def reference(tmp_path_factory, data_csv) -> Callable[[str], tuple[Path, Path]]:
     def get(name: str) -> tuple[Path, Path]:
         if name not in runs:
             root = tmp_path_factory.mktemp(name)
-            (root / "base.yaml").write_text(SEQUENTIAL.format(csv=data_csv))
+            (root / "base.yaml").write_text(sequential_yaml(data_csv))
             config = root / "config.yaml"
             config.write_text("extends: base.yaml\n" + SCHEMES[name][0])
             with one_thread():
