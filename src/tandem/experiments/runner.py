@@ -12,7 +12,6 @@ Finished runs are skipped, so an interrupted experiment continues where it stopp
 """
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 import torch
 
 from tandem.config import load_config
@@ -64,25 +64,18 @@ def stage_functions(scheme: Any, cutoffs: tuple[int, ...], retrieval_cutoff: int
 def write_per_user(path: Path, users: np.ndarray, stages: dict[str, dict[str, np.ndarray]]) -> None:
     """One CSV row per (evaluation row, stage) with every metric."""
     metrics = sorted(next(iter(stages.values())))
-    lines = ["row,user,stage," + ",".join(metrics)]
-    for stage, values in stages.items():
-        for row in range(len(users)):
-            lines.append(f"{row},{int(users[row])},{stage}," + ",".join(f"{values[m][row]:.10g}" for m in metrics))
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    frames = [pd.DataFrame({"row": np.arange(len(users)), "user": users.astype(np.int64), "stage": stage,
+                            **{m: values[m] for m in metrics}}) for stage, values in stages.items()]
+    text = pd.concat(frames, ignore_index=True).to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    atomic_write_bytes(path, text.encode())
 
 
 def read_per_user(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """{stage: {metric: values in row order}} from a per-user CSV."""
-    with open(path, newline="") as stream:
-        reader = csv.DictReader(stream)
-        columns: dict[str, dict[str, list[float]]] = {}
-        for record in reader:
-            stage = record.pop("stage")
-            record.pop("row"), record.pop("user")
-            target = columns.setdefault(stage, {})
-            for metric, value in record.items():
-                target.setdefault(metric, []).append(float(value))
-    return {stage: {m: np.asarray(v) for m, v in metrics.items()} for stage, metrics in columns.items()}
+    frame = pd.read_csv(path)
+    metrics = [c for c in frame.columns if c not in ("row", "user", "stage")]
+    return {str(stage): {m: part.sort_values("row")[m].to_numpy(dtype=np.float64) for m in metrics}
+            for stage, part in frame.groupby("stage", sort=False)}
 
 
 def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: Log) -> None:
