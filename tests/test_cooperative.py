@@ -11,7 +11,7 @@ from tandem.data.splits import split_general, split_sequential
 from tandem.data.synthetic import markov_interactions
 from tandem.losses.distill import sampled_kl
 from tandem.models.rankers import build_ranker
-from tandem.models.retrievers import MF
+from tandem.models.retrievers.mf import MF
 from tandem.sampling import UniformSampler
 from tandem.training.cooperative import CoRRScheme
 from tandem.training.registry import build_scheme_from_config

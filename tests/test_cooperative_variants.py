@@ -10,7 +10,7 @@ from tandem.data.dataset import preprocess
 from tandem.data.splits import split_general
 from tandem.losses.distill import sampled_kl
 from tandem.models.rankers import build_ranker
-from tandem.models.retrievers import MF
+from tandem.models.retrievers.mf import MF
 from tandem.sampling import UniformSampler
 from tandem.training.cooperative import CoRRScheme, excluded_negatives, masked_bce
 from tandem.training.registry import build_scheme_from_config

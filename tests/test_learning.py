@@ -6,7 +6,8 @@ from tandem.data.dataset import preprocess
 from tandem.data.splits import split_general, split_sequential
 from tandem.data.synthetic import low_rank_interactions, markov_interactions
 from tandem.losses import sampled_softmax
-from tandem.models.retrievers import MF, SASRec
+from tandem.models.retrievers.mf import MF
+from tandem.models.retrievers.sasrec import SASRec
 from tandem.sampling import UniformSampler
 from tandem.training.schemes import RetrieverScheme
 from tandem.training.trainer import Trainer

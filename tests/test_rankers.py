@@ -6,7 +6,9 @@ import torch
 
 from tandem.data.features import FeatureTable
 from tandem.losses.sampled_softmax import sampled_softmax
-from tandem.models.rankers import DIN, DeepFM, FeatureEmbedding, build_ranker
+from tandem.models.rankers import FeatureEmbedding, build_ranker
+from tandem.models.rankers.deepfm import DeepFM
+from tandem.models.rankers.din import DIN
 from tandem.models.rankers.din import ActivationUnit
 
 NUM_USERS, NUM_ITEMS = 40, 30

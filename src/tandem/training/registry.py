@@ -24,6 +24,8 @@ def make_retriever(config: Config, data: InteractionData, split: Split):
         num_users=data.num_users,
         num_items=data.num_items,
         max_seq_len=max(1, split.max_seq_len),
+        user_features=data.user_features,
+        item_features=data.item_features,
         **options_of(config.retriever),
     )
 

@@ -18,8 +18,10 @@ from torch import nn
 from tandem.models.layers import padded_item_embedding
 from tandem.models.rankers.base import Ranker
 from tandem.models.rankers.features import FeatureEmbedding, FeatureInput, make_mlp, masked_mean
+from tandem.registry import register_ranker
 
 
+@register_ranker("deepfm")
 class DeepFM(Ranker):
     """DeepFM over user/item ids and side features. Needs `batch["user"]` [B]; `batch["history"]` [B, H] only
     when `use_history` (a batch without it counts as an empty history).

@@ -24,6 +24,7 @@ from torch import nn
 from tandem.models.layers import padded_item_embedding
 from tandem.models.rankers.base import Ranker
 from tandem.models.rankers.features import FeatureEmbedding, FeatureInput, make_activation, make_mlp
+from tandem.registry import register_ranker
 
 
 class ActivationUnit(nn.Module):
@@ -53,6 +54,7 @@ class ActivationUnit(nn.Module):
         return self.output(self.activation(self.hidden(torch.cat([h, c, h - c, h * c], dim=-1)))).squeeze(-1)
 
 
+@register_ranker("din")
 class DIN(Ranker):
     """Deep Interest Network. Needs `batch["history"]` [B, H] (left-padded with 0) and `batch["user"]` [B] when
     it uses user ids or user features.

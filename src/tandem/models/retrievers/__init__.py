@@ -1,23 +1,31 @@
-"""Retrievers: query tower + item table, scored by inner product."""
+"""Retrievers: query tower + item table, scored by inner product. Each lives in its own module and registers
+itself with `@register_retriever("name")`; the registry imports every module here, so a new file is all it takes."""
 from __future__ import annotations
 
 from typing import Any
 
 from tandem.models.retrievers.base import Retriever
-from tandem.models.retrievers.mf import MF
-from tandem.models.retrievers.sasrec import SASRec
-
-RETRIEVERS: dict[str, type[Retriever]] = {"mf": MF, "sasrec": SASRec}
+from tandem.registry import RETRIEVERS
 
 
-def build_retriever(name: str, *, num_users: int, num_items: int, max_seq_len: int, **options: Any) -> Retriever:
-    """Build a retriever by its config name; unknown names or options raise ValueError naming them."""
-    from tandem.utils import call_with_options
+def build_retriever(
+    name: str,
+    *,
+    num_users: int,
+    num_items: int,
+    max_seq_len: int,
+    user_features: Any = None,
+    item_features: Any = None,
+    **options: Any,
+) -> Retriever:
+    """Build a retriever by its config name; unknown names or options raise ValueError naming them.
 
-    if name not in RETRIEVERS:
-        raise ValueError(f"unknown retriever {name!r}; expected one of {sorted(RETRIEVERS)}")
-    context = {"num_users": num_users, "num_items": num_items, "max_seq_len": max_seq_len}
-    return call_with_options(RETRIEVERS[name], context, options, what=f"retriever {name!r}")
+    Context a constructor may take: num_users, num_items, max_seq_len, user_features, item_features (FeatureTables
+    indexed by user id 0..U-1 and item id 0..N, row 0 padding).
+    """
+    context = {"num_users": num_users, "num_items": num_items, "max_seq_len": max_seq_len,
+               "user_features": user_features, "item_features": item_features}
+    return RETRIEVERS.build(name, context, options)
 
 
-__all__ = ["Retriever", "MF", "SASRec", "RETRIEVERS", "build_retriever"]
+__all__ = ["Retriever", "RETRIEVERS", "build_retriever"]

@@ -6,8 +6,10 @@ from torch import nn
 
 from tandem.models.layers import padded_item_embedding
 from tandem.models.retrievers.base import Retriever
+from tandem.registry import register_retriever
 
 
+@register_retriever("mf")
 class MF(Retriever):
     """M(i, u) = <p_u, q_i>. Needs `batch["user"]` [B] (ids 0..U-1)."""
 

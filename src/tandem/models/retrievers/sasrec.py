@@ -10,8 +10,10 @@ from torch import nn
 
 from tandem.models.layers import padded_item_embedding
 from tandem.models.retrievers.base import Retriever
+from tandem.registry import register_retriever
 
 
+@register_retriever("sasrec")
 class SASRec(Retriever):
     """Needs `batch["history"]` [B, H] of item ids, left-padded with 0 (most recent item last)."""
 
