@@ -13,19 +13,33 @@ from tandem.sampling.base import Sampler
 CHUNK_ELEMENTS = 1 << 23
 
 
-def popularity_weights(
-    item_counts: np.ndarray | torch.Tensor, num_items: int, beta: float = 1.0, smoothing: float = 1.0
-) -> torch.Tensor:
-    """Unnormalised popularity weights [N+1] (float64), (count + smoothing) ** beta, weight 0 for padding item 0.
+POPULARITY_TRANSFORMS = ("power", "log")
 
-    Same formula as `PopularitySampler`, so 'popularity', 'midx-pop' and AdaSIR's popularity proposal agree.
+
+def popularity_weights(
+    item_counts: np.ndarray | torch.Tensor,
+    num_items: int,
+    beta: float = 1.0,
+    smoothing: float = 1.0,
+    transform: str = "power",
+) -> torch.Tensor:
+    """Unnormalised popularity weights [N+1] (float64), weight 0 for padding item 0.
+
+    transform 'power': (count + smoothing) ** beta (word2vec's 0.75 when beta = 0.75); 'log': log(count +
+    smoothing) ** beta, which with the defaults is seed 003's log(1 + f_i) (sec. 4.1.3). Used by 'popularity',
+    'midx-pop' and AdaSIR's popularity proposal alike, so they agree.
     """
+    if transform not in POPULARITY_TRANSFORMS:
+        raise ValueError(f"transform must be one of {list(POPULARITY_TRANSFORMS)}, got {transform!r}")
     counts = torch.as_tensor(np.asarray(item_counts), dtype=torch.float64).reshape(-1)
     if counts.shape[0] != num_items + 1:
         raise ValueError(f"item_counts must have num_items + 1 = {num_items + 1} entries, got {counts.shape[0]}")
     if not torch.isfinite(counts).all():
         raise ValueError("item_counts must be finite")
-    weights = (counts + smoothing).clamp_min(0) ** beta
+    base = (counts + smoothing).clamp_min(0)
+    if transform == "log":
+        base = torch.log(base.clamp_min(1.0))
+    weights = base ** beta
     weights[0] = 0.0
     if weights.sum() <= 0:
         raise ValueError("popularity weights are all zero")

@@ -69,6 +69,7 @@ class AdaSIRSampler(VectorSampler):
         temperature: float = 1.0,
         seed: int | None = None,
         exclude_padding: bool = True,
+        transform: str = "power",
     ) -> None:
         super().__init__(num_items, temperature, seed, exclude_padding)
         for name, value in (("num_contexts", num_contexts), ("pool_size", pool_size),
@@ -84,7 +85,7 @@ class AdaSIRSampler(VectorSampler):
         if proposal == "popularity":
             if item_counts is None:
                 raise ValueError("proposal='popularity' needs item_counts ([N+1] interaction counts)")
-            weights = popularity_weights(item_counts, num_items, beta, smoothing)
+            weights = popularity_weights(item_counts, num_items, beta, smoothing, transform)
             self.proposal_probs = weights / weights.sum()  # float64 [N+1], 0 for padding
             self.proposal_log_probs = torch.log(self.proposal_probs).float()
         else:

@@ -3,7 +3,7 @@
 | name        | class              | options (defaults)                                                              |
 |-------------|--------------------|---------------------------------------------------------------------------------|
 | uniform     | UniformSampler     | seed                                                                            |
-| popularity  | PopularitySampler  | item_counts [N+1] (required), beta (1.0), smoothing (1.0), seed                 |
+| popularity  | PopularitySampler  | item_counts [N+1] (required), beta (1.0), smoothing (1.0), transform, seed      |
 | exact       | ExactSampler       | temperature (1.0), seed, exclude_padding (True)                                 |
 | midx        | MIDXSampler        | num_clusters (64), temperature, niter (20), max_points_per_centroid (256), seed |
 | midx-pop    | MIDXSampler        | as midx + item_counts (required), beta, smoothing                               |
@@ -36,12 +36,12 @@ COMMON_OPTIONS = frozenset({"num_clusters", "temperature", "seed", "exclude_padd
 #: Specific options of each sampler name.
 SAMPLER_OPTIONS: dict[str, frozenset[str]] = {
     "uniform": frozenset(),
-    "popularity": frozenset({"item_counts", "beta", "smoothing"}),
+    "popularity": frozenset({"item_counts", "beta", "smoothing", "transform"}),
     "exact": frozenset(),
     "midx": frozenset({"niter", "max_points_per_centroid"}),
     "midx-pop": frozenset({"item_counts", "beta", "smoothing", "niter", "max_points_per_centroid"}),
     "adasir": frozenset({"proposal", "pool_size", "candidate_size", "num_contexts", "item_counts", "beta",
-                         "smoothing"}),
+                         "smoothing", "transform"}),
     "dns": frozenset({"candidate_size"}),
     "toprand": frozenset({"top_factor", "num_negatives"}),
     "top&rand": frozenset({"num_negatives"}),

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import torch
 
+from tandem.sampling._common import popularity_weights
 from tandem.sampling.base import Sampler
 
 
@@ -33,7 +34,8 @@ class UniformSampler(Sampler):
 
 
 class PopularitySampler(Sampler):
-    """Q(i) proportional to (count(i) + smoothing)**beta, the classic popularity proposal; padding has Q = 0."""
+    """Q(i) proportional to (count(i) + smoothing)**beta (transform 'power', the classic popularity proposal) or to
+    log(count(i) + smoothing)**beta (transform 'log', seed 003's log(1 + f)); padding has Q = 0."""
 
     def __init__(
         self,
@@ -42,15 +44,10 @@ class PopularitySampler(Sampler):
         beta: float = 1.0,
         smoothing: float = 1.0,
         generator: torch.Generator | None = None,
+        transform: str = "power",
     ) -> None:
         super().__init__(num_items)
-        counts = torch.as_tensor(np.asarray(item_counts), dtype=torch.float64)
-        if counts.shape[0] != num_items + 1:
-            raise ValueError(f"item_counts must have num_items + 1 = {num_items + 1} entries, got {counts.shape[0]}")
-        weights = (counts + smoothing).clamp_min(0) ** beta
-        weights[0] = 0.0
-        if weights.sum() <= 0:
-            raise ValueError("popularity weights are all zero")
+        weights = popularity_weights(item_counts, num_items, beta, smoothing, transform)
         probs = weights / weights.sum()
         self.probs = probs.float()
         self.log_probs = torch.log(probs).float()
