@@ -135,3 +135,99 @@ def test_ranker_learns_under_scheme(planted, ranker, scheme):
     Trainer(config, trained, split).fit()
     auc = ranker_auc(trained.ranker, split)
     assert auc > 0.7, (ranker, scheme, auc)
+
+
+def test_cross_layers_follow_the_papers_equation():
+    """x_{l+1} = x0 x_l^T w_l + b_l + x_l (Wang et al. 2017, eq. 3), with the D x D outer product written out."""
+    from tandem.models.rankers.dcn import CrossNetwork
+
+    torch.manual_seed(0)
+    cross = CrossNetwork(6, 3)
+    with torch.no_grad():
+        cross.biases.normal_()
+    x0 = torch.randn(4, 6)
+    expected = []
+    for row in x0:
+        x = row
+        for w, b in zip(cross.weights, cross.biases):
+            x = torch.outer(row, x) @ w + b + x
+        expected.append(x)
+    torch.testing.assert_close(cross(x0), torch.stack(expected))
+
+
+def reference_bst_layer(layer: torch.nn.TransformerEncoderLayer, tokens: torch.Tensor, pad: torch.Tensor):
+    """One BST block for one sequence [S, T] written from the paper (eval mode, no dropout):
+    S = MH(E), S' = LayerNorm(E + S), F = LayerNorm(S' + LeakyReLU(S' W1 + b1) W2 + b2); padded keys ignored."""
+    heads, width = layer.self_attn.num_heads, tokens.shape[-1]
+    w_q, w_k, w_v = layer.self_attn.in_proj_weight.split(width)
+    b_q, b_k, b_v = layer.self_attn.in_proj_bias.split(width)
+    q, k, v = (tokens @ w.T + b for w, b in ((w_q, b_q), (w_k, b_k), (w_v, b_v)))
+    outputs = []
+    for h in range(heads):
+        cols = slice(h * width // heads, (h + 1) * width // heads)
+        logits = q[:, cols] @ k[:, cols].T / math.sqrt(width // heads)
+        logits = logits.masked_fill(pad.unsqueeze(0), float("-inf"))
+        outputs.append(torch.softmax(logits, dim=-1) @ v[:, cols])
+    attended = torch.cat(outputs, dim=-1) @ layer.self_attn.out_proj.weight.T + layer.self_attn.out_proj.bias
+    s1 = torch.nn.functional.layer_norm(tokens + attended, (width,), layer.norm1.weight, layer.norm1.bias,
+                                        layer.norm1.eps)
+    hidden = torch.nn.functional.leaky_relu(s1 @ layer.linear1.weight.T + layer.linear1.bias)
+    ffn = hidden @ layer.linear2.weight.T + layer.linear2.bias
+    return torch.nn.functional.layer_norm(s1 + ffn, (width,), layer.norm2.weight, layer.norm2.bias, layer.norm2.eps)
+
+
+def bst_and_batch():
+    from tandem.data.features import FeatureTable
+    from tandem.models.rankers.bst import BST
+
+    torch.manual_seed(0)
+    genre = FeatureTable("genre", "categorical", torch.tensor([0, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2]), 3)
+    age = FeatureTable("age", "numeric", torch.randn(4))
+    model = BST(num_users=4, num_items=10, item_features=[genre], user_features=[age], embedding_dim=4,
+                sequence_length=4, num_heads=2, mlp_hidden=[8]).eval()
+    batch = {"user": torch.tensor([0, 3]), "history": torch.tensor([[0, 0, 5, 7], [2, 9, 4, 1]])}
+    return model, batch, torch.tensor([[3, 8, 1], [6, 10, 2]])
+
+
+def test_bst_scores_follow_the_paper_block_by_block():
+    """Tokens [item id, item features, position], positions counted back from the target; one block as the paper
+    writes it; the flattened outputs (padding zeroed) with the user's fields through the MLP."""
+    model, batch, items = bst_and_batch()
+    with torch.no_grad():
+        scores = model.score(batch, items)
+        for row in range(2):
+            for col in range(3):
+                sequence = torch.cat([batch["history"][row], items[row, col:col + 1]])  # oldest .. target
+                gaps = torch.tensor([4, 3, 2, 1, 0])
+                tokens = torch.cat([model.item_embedding(sequence),
+                                    model.item_features.layers[0](model.item_features.values_0[sequence]),
+                                    model.position_embedding(gaps)], dim=-1)
+                pad = sequence == 0
+                pad[-1] = False
+                out = reference_bst_layer(model.transformer[0], tokens, pad).masked_fill(pad.unsqueeze(-1), 0.0)
+                age = model.user_features.layers[0](model.user_features.values_0[batch["user"][row]].view(1))
+                expected = model.output(model.mlp(torch.cat([out.flatten(), age]))).squeeze(-1)
+                torch.testing.assert_close(scores[row, col], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_bst_window_padding_order_and_chunks():
+    import tandem.models.rankers.bst as bst
+
+    model, batch, items = bst_and_batch()
+    with torch.no_grad():
+        scores = model.score(batch, items)
+        wider = dict(batch, history=torch.cat([torch.zeros(2, 3, dtype=torch.long), batch["history"]], dim=1))
+        torch.testing.assert_close(model.score(wider, items), scores)  # more left padding changes nothing
+        older = dict(batch, history=torch.cat([torch.tensor([[3], [3]]), batch["history"]], dim=1))
+        torch.testing.assert_close(model.score(older, items), scores)  # beyond sequence_length: cut
+        swapped = dict(batch, history=batch["history"][:, [0, 1, 3, 2]])
+        assert not torch.allclose(model.score(swapped, items)[1], scores[1])  # order matters, unlike a pooling
+        limit = bst.CHUNK_ELEMENTS
+        bst.CHUNK_ELEMENTS = 1  # one row per chunk
+        try:
+            torch.testing.assert_close(model.score(batch, items), scores)
+        finally:
+            bst.CHUNK_ELEMENTS = limit
+    torch.testing.assert_close(model.score(batch, items).detach(), scores)  # with gradients: one pass
+    with pytest.raises(ValueError, match="history"):
+        model.score({"user": batch["user"]}, items)
