@@ -59,17 +59,28 @@ class InteractionData:
         }
 
 
+def k_core_mask(user_codes: np.ndarray, item_codes: np.ndarray, min_user: int, min_item: int) -> np.ndarray:
+    """Rows kept by the iterative k-core on integer codes (0..n-1): users with >= min_user and items with
+    >= min_item interactions, repeatedly, to a fixed point. One bincount per side and round, O(nnz) each."""
+    rows = np.arange(user_codes.shape[0])
+    users, items = user_codes, item_codes
+    while rows.size:
+        user_count = np.bincount(users)
+        item_count = np.bincount(items)
+        ok = (user_count[users] >= min_user) & (item_count[items] >= min_item)
+        if bool(ok.all()):
+            break
+        rows, users, items = rows[ok], users[ok], items[ok]
+    mask = np.zeros(user_codes.shape[0], dtype=bool)
+    mask[rows] = True
+    return mask
+
+
 def k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
     """Drop users and items with too few interactions, repeatedly, until nothing changes (a fixed point)."""
-    while True:
-        user_counts = frame["user"].map(frame["user"].value_counts())
-        item_counts = frame["item"].map(frame["item"].value_counts())
-        keep = (user_counts >= min_user) & (item_counts >= min_item)
-        if bool(keep.all()):
-            return frame
-        frame = frame[keep]
-        if frame.empty:
-            return frame
+    user_codes = pd.factorize(frame["user"])[0]
+    item_codes = pd.factorize(frame["item"])[0]
+    return frame[k_core_mask(user_codes, item_codes, min_user, min_item)]
 
 
 DUPLICATES = ("rows", "pairs")
@@ -96,6 +107,25 @@ def drop_duplicates(frame: pd.DataFrame, duplicates: str) -> pd.DataFrame:
     return earliest[~earliest.duplicated(["user", "item"], keep="first")].sort_values("_order", kind="stable")
 
 
+def _kept_after_duplicates(users: np.ndarray, timestamps: np.ndarray, pair_key: np.ndarray,
+                           duplicates: str) -> np.ndarray:
+    """Positions kept by `drop_duplicates`, for rows already sorted by user, then time, then file order (one
+    integer key per user-item pair). `rows`: equal rows share user and timestamp, so only runs of tied
+    (user, timestamp) are checked, the first of each duplicate kept. `pairs`: the first of each pair in this order
+    is its earliest (then the first in the file)."""
+    if duplicates == "pairs":
+        return np.flatnonzero(~pd.Series(pair_key).duplicated(keep="first").to_numpy())
+    tie = (users[1:] == users[:-1]) & (timestamps[1:] == timestamps[:-1])
+    in_run = np.zeros(users.shape[0], dtype=bool)
+    in_run[1:] |= tie
+    in_run[:-1] |= tie
+    run_rows = np.flatnonzero(in_run)
+    repeated = pd.DataFrame({"pair": pair_key[run_rows], "time": timestamps[run_rows]}).duplicated(keep="first")
+    keep = np.ones(users.shape[0], dtype=bool)
+    keep[run_rows[repeated.to_numpy()]] = False
+    return np.flatnonzero(keep)
+
+
 def preprocess(
     raw: RawDataset,
     rating_threshold: float | None = None,
@@ -111,23 +141,33 @@ def preprocess(
         if "rating" not in frame.columns:
             raise TandemError(f"data.rating_threshold is set but dataset {raw.name!r} has no rating column")
         frame = frame[frame["rating"] >= rating_threshold]
-    frame = frame.assign(_order=np.arange(len(frame)))
-    before = len(frame)
-    frame = drop_duplicates(frame, duplicates)
-    dropped = before - len(frame)
-    frame = k_core(frame, min_user_interactions, min_item_interactions)
-    if frame.empty:
+    if duplicates not in DUPLICATES:
+        raise ValueError(f"duplicates must be one of {DUPLICATES}, got {duplicates!r}")
+    # integer codes in sorted token order, once: everything below is bincounts, masks and one stable sort
+    user_codes, user_uniques = pd.factorize(frame["user"], sort=True)
+    item_codes, item_uniques = pd.factorize(frame["item"], sort=True)
+    if (user_codes < 0).any() or (item_codes < 0).any():
+        raise TandemError(f"dataset {raw.name!r} has interactions without a user or item id")
+    timestamps = frame["timestamp"].to_numpy(dtype=np.float64)
+    # one stable sort: by user, then time, then file order -- the CSR order; everything after keeps it
+    order = np.lexsort((timestamps, user_codes))
+    user_codes, item_codes, timestamps = user_codes[order], item_codes[order], timestamps[order]
+    rows = _kept_after_duplicates(user_codes, timestamps, user_codes * np.int64(len(item_uniques)) + item_codes,
+                                  duplicates)
+    dropped = len(frame) - rows.size
+    rows = rows[k_core_mask(user_codes[rows], item_codes[rows], min_user_interactions, min_item_interactions)]
+    if rows.size == 0:
         raise TandemError(
             f"dataset {raw.name!r} is empty after filtering (rating_threshold={rating_threshold}, "
             f"{min_user_interactions}-core on users, {min_item_interactions}-core on items); lower the thresholds"
         )
-    user_tokens = np.sort(frame["user"].unique())
-    item_tokens_sorted = np.sort(frame["item"].unique())
-    user_ids = np.searchsorted(user_tokens, frame["user"].to_numpy())
-    item_ids = np.searchsorted(item_tokens_sorted, frame["item"].to_numpy()) + 1
-    timestamps = frame["timestamp"].to_numpy(dtype=np.float64)
-    order = np.lexsort((frame["_order"].to_numpy(), timestamps, user_ids))
-    user_ids, item_ids, timestamps = user_ids[order], item_ids[order], timestamps[order]
+    user_codes, item_codes, timestamps = user_codes[rows], item_codes[rows], timestamps[rows]
+    user_present = np.bincount(user_codes, minlength=len(user_uniques)) > 0
+    item_present = np.bincount(item_codes, minlength=len(item_uniques)) > 0
+    user_tokens = np.asarray(user_uniques)[user_present]
+    item_tokens_sorted = np.asarray(item_uniques)[item_present]
+    user_ids = (np.cumsum(user_present) - 1)[user_codes]  # monotone in the code: the order is kept
+    item_ids = np.cumsum(item_present)[item_codes]  # 1..N
     indptr = np.zeros(len(user_tokens) + 1, dtype=np.int64)
     np.cumsum(np.bincount(user_ids, minlength=len(user_tokens)), out=indptr[1:])
     item_tokens = np.concatenate([np.array(["[PAD]"], dtype=object), item_tokens_sorted.astype(object)])

@@ -70,11 +70,15 @@ def without_known(eval_set: EvalSet) -> EvalSet:
 
 def histories(items: np.ndarray, starts: np.ndarray, positions: np.ndarray, max_len: int) -> np.ndarray:
     """For each flat position p (with its user's start s), the items at p-max_len..p-1 not before s,
-    left-padded with 0 so the most recent item is last. Returns [len(positions), max_len]."""
-    offsets = np.arange(max_len, 0, -1)
-    index = positions[:, None] - offsets[None, :]
-    valid = index >= starts[:, None]
-    return np.where(valid, items[np.clip(index, 0, None)], 0)
+    left-padded with 0 so the most recent item is last. Returns [len(positions), max_len].
+
+    Filled one column (one offset) at a time: a few [n] temporaries instead of three [n, max_len] ones."""
+    out = np.zeros((positions.shape[0], max_len), dtype=items.dtype)
+    for offset in range(1, max_len + 1):  # over the history length, never over rows
+        index = positions - offset
+        valid = index >= starts
+        np.copyto(out[:, max_len - offset], items[np.maximum(index, 0)], where=valid)
+    return out
 
 
 def _csr_from_ranges(items: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
