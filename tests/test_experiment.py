@@ -25,6 +25,7 @@ methods:
   independent:
     config: {config.name}
     overrides: ["ranker={{name: din, embedding_dim: 8, attention_hidden: 8, mlp_hidden: [8]}}", "scheme.name=independent"]
+    reference: retriever
 published:
   independent: {{ndcg@10: 1.5}}
 plot: {{kind: bar, metric: ndcg@10}}
@@ -50,6 +51,11 @@ def test_experiment_outputs_and_resume(tmp_path, tiny_csv, capsys):  # noqa: F81
     assert abs(per_user["pipeline"]["ndcg@10"].mean() - report_value) < 1e-8
     table = (out / "table.md").read_text()
     assert "| independent | pipeline | 2 |" in table and "1.50" in table and "p (W / t)" in table
+    # the method's own reference (retriever) replaces the spec's (itself, which would give no comparison)
+    cells = lambda line: [cell.strip() for cell in line.strip("|").split("|")]  # noqa: E731
+    header = cells(next(line for line in table.splitlines() if line.startswith("| method |")))
+    row = cells(next(line for line in table.splitlines() if line.startswith("| independent | pipeline |")))
+    assert row[header.index("Δ ndcg@10 vs ref")].endswith("%") and "`independent` vs `retriever`" in table
     assert (out / "tiny.png").stat().st_size > 1000
     # resume: finished runs are skipped (their files untouched); an interrupted run is redone
     stamp = (out / "runs" / "retriever-s1" / "best.pt").stat().st_mtime_ns
@@ -76,6 +82,7 @@ def test_paired_test_matches_a_hand_computed_t_statistic():
     ("methods: {a: {config: nowhere.yaml}}\n", "does not exist"),
     ("seeds: [1]\nseeds: [2]\n", "twice|duplicate"),
     ("methods: {a: {config: spec.yaml}}\nreference: b\n", "reference"),
+    ("methods: {a: {config: spec.yaml, reference: b}}\n", "reference 'b'"),
     ("methods: {a: {config: spec.yaml}}\nseeds: [-1]\n", "seeds"),
     ("methods: {a: {config: spec.yaml}}\ncolour: red\n", "unknown key"),
 ])

@@ -10,6 +10,7 @@ overrides: [train.epochs=100, train.patience=10]   # applied to every method
 methods:
   retriever: {config: ../configs/ml100k-seq-sasrec.yaml}
   corr: {config: ../configs/ml100k-seq-corr.yaml, overrides: [scheme.distill=none]}
+  other-corr: {config: other.yaml, reference: other-independent}   # a method's own reference (one table, pairs)
 published:                        # optional, x 1e-2 as the papers print them
   corr: {recall@10: 18.46, ndcg@10: 9.83, mrr@10: 7.25}
 plot: {kind: cutoff_sweep, metric: ndcg@10}   # optional: a figure of the pipeline against the retrieval cutoff
@@ -33,6 +34,7 @@ class Method:
     name: str
     config: Path
     overrides: list[str] = field(default_factory=list)
+    reference: str | None = None  # compared against this method instead of the spec's reference
 
 
 @dataclass
@@ -75,12 +77,15 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         raise TandemError(f"experiment spec {path}: 'methods' must be a non-empty mapping of name -> {{config: ...}}")
     methods = []
     for name, entry in methods_raw.items():
-        if not isinstance(entry, dict) or "config" not in entry or set(entry) - {"config", "overrides"}:
-            raise TandemError(f"experiment spec {path}: method {name!r} needs 'config' (and optional 'overrides')")
+        if not isinstance(entry, dict) or "config" not in entry or set(entry) - {"config", "overrides", "reference"}:
+            raise TandemError(f"experiment spec {path}: method {name!r} needs 'config' (and optional 'overrides', "
+                              "'reference')")
         config = (path.parent / str(entry["config"])).resolve()
         if not config.is_file():
             raise TandemError(f"experiment spec {path}: method {name!r}: config {config} does not exist")
-        methods.append(Method(str(name), config, _string_list(entry.get("overrides"), f"methods.{name}.overrides")))
+        own = entry.get("reference")
+        methods.append(Method(str(name), config, _string_list(entry.get("overrides"), f"methods.{name}.overrides"),
+                              None if own is None else str(own)))
     seeds = raw.get("seeds", [2023])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise TandemError(f"experiment spec {path}: 'seeds' must be a non-empty list of non-negative integers")
@@ -88,6 +93,10 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     reference = raw.get("reference")
     if reference is not None and reference not in names:
         raise TandemError(f"experiment spec {path}: reference {reference!r} is not one of the methods {names}")
+    for method in methods:
+        if method.reference is not None and method.reference not in names:
+            raise TandemError(f"experiment spec {path}: method {method.name!r}: reference {method.reference!r} is "
+                              f"not one of the methods {names}")
     published = raw.get("published") or {}
     if not isinstance(published, dict) or not all(isinstance(v, dict) for v in published.values()):
         raise TandemError(f"experiment spec {path}: 'published' must map method -> {{metric: value}}")

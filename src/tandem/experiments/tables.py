@@ -94,7 +94,10 @@ def markdown(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str
     lines += [
         f"Test set, values ×{1 / scale:g} (mean ± std over seeds; n = seeds run). Δ and p compare `{key}` per user, paired "
         f"and pooled over the seeds both methods have run (Wilcoxon signed-rank / paired t-test)."
-        + (f" Reference: `{spec.reference}`." if spec.reference else ""),
+        + (f" Reference: `{spec.reference}`." if spec.reference else "")
+        + (" A method's own reference, where it names one: "
+           + ", ".join(f"`{m.name}` vs `{m.reference}`" for m in spec.methods if m.reference) + "."
+           if any(m.reference for m in spec.methods) else ""),
         "",
     ]
     header = ["method", "stage", "n", *spec.metrics]
@@ -102,8 +105,9 @@ def markdown(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str
         header += [f"published {m}" for m in spec.metrics]
     header += [f"Δ {key} vs ref", "p (W / t)", "Δ vs own retriever", "p own (W / t)", "epochs (best)"]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    reference_runs = runs.get(spec.reference or "", {})
     for method in spec.methods:
+        reference = method.reference or spec.reference
+        reference_runs = runs.get(reference or "", {})
         by_seed = runs.get(method.name)
         if not by_seed:
             continue
@@ -117,12 +121,12 @@ def markdown(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str
                 published = spec.published.get(method.name, {}) if stage == present[0] else {}
                 cells += [f"{published[m]:.2f}" if m in published else "" for m in spec.metrics]
             delta_ref = p_ref = delta_own = p_own = ""
-            if reference_runs and method.name != spec.reference and stage == present[0]:
+            if reference_runs and method.name != reference and stage == present[0]:
                 common = sorted(set(seeds) & set(reference_runs))
                 if common:
                     ref_stage = final_stage(reference_runs[common[0]])
                     a = pooled(out, method.name, stage, common, key)
-                    b = pooled(out, spec.reference, ref_stage, common, key)
+                    b = pooled(out, reference, ref_stage, common, key)
                     delta_ref = f"{100 * (a.mean() / b.mean() - 1):+.1f} %" if b.mean() > 0 else ""
                     p_ref = " / ".join(_p(p) for p in paired_test(a, b))
             if stage != "retriever" and "retriever" in present:
