@@ -231,3 +231,49 @@ def test_bst_window_padding_order_and_chunks():
     torch.testing.assert_close(model.score(batch, items).detach(), scores)  # with gradients: one pass
     with pytest.raises(ValueError, match="history"):
         model.score({"user": batch["user"]}, items)
+
+
+@pytest.mark.parametrize("name", list(RANKERS))
+def test_every_ranker_keeps_the_contract(name):
+    """score(batch, items [B, L]) -> finite [B, L] for any L and an empty history; the user's and the item's
+    features reach the score; a state_dict restores the scores exactly."""
+    from dataclasses import replace
+
+    from tandem.models.rankers import build_ranker
+    from test_rankers import NUM_ITEMS, NUM_USERS, a_batch, tables
+
+    options = small_options(RANKERS[name], SMALL_RANKER)
+
+    def make(seed: int = 0, flip_item: int | None = None, flip_user: int | None = None):
+        user, item = tables()
+        if flip_item is not None:
+            values = item["kind"].values.clone()
+            values[flip_item] = 3 - values[flip_item]
+            item = dict(item, kind=replace(item["kind"], values=values))
+        if flip_user is not None:
+            values = user["gender"].values.clone()
+            values[flip_user] = 3 - values[flip_user]
+            user = dict(user, gender=replace(user["gender"], values=values))
+        torch.manual_seed(seed)
+        return build_ranker(name, num_users=NUM_USERS, num_items=NUM_ITEMS, user_features=user,
+                            item_features=item, **options).eval()
+
+    model, batch = make(), a_batch()
+    items = torch.randint(1, NUM_ITEMS + 1, (5, 4), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for length in (1, 7):
+            scores = model.score(batch, torch.randint(1, NUM_ITEMS + 1, (5, length)))
+            assert scores.shape == (5, length) and torch.isfinite(scores).all()
+        empty = dict(batch, history=torch.zeros_like(batch["history"]))
+        assert torch.isfinite(model.score(empty, items)).all()
+        scores = model.score(batch, items)
+        flipped_item = make(flip_item=int(items[1, 2])).score(batch, items)
+        assert not torch.allclose(flipped_item[1, 2], scores[1, 2])
+        flipped_user = make(flip_user=int(batch["user"][3])).score(batch, items)
+        assert not torch.allclose(flipped_user[3], scores[3])
+        clone = make(seed=99)
+        assert not torch.equal(clone.score(batch, items), scores)
+        clone.load_state_dict(model.state_dict())
+        assert torch.equal(clone.score(batch, items), scores)
+    with pytest.raises(ValueError):
+        model.score(batch, torch.ones(5, dtype=torch.long))
