@@ -443,3 +443,19 @@ eval: {{cutoffs: [5], monitor: ndcg@5}}
         assert all(entry["score"] == entry["retriever_score"] for entry in got[row])
     with pytest.raises(TandemError, match="general"):
         recommender.recommend(histories=[[str(data.item_tokens[1])]])
+
+
+def test_cli_index_factory(run_dir, recommender, capsys):
+    user = str(recommender.data.user_tokens[0])
+    expected = [entry["item"] for entry in recommender.recommend(users=[user], k=3)[0]]
+    # an HNSW graph searched wide on a tiny catalogue finds the exact candidates: same recommendations
+    assert main(["recommend", str(run_dir), "--user", user, "--k", "3", "--json", "--index", "HNSW8",
+                 "--ef-search", "200"]) == 0
+    assert [entry["item"] for entry in json.loads(capsys.readouterr().out)["recommendations"]] == expected
+    for bad, message in ((["--index", "IVFx,Flat"], "not a FAISS factory string"),
+                         (["--index", "Flat", "--approximate"], "leave out --approximate"),
+                         (["--ef-search", "8"], "add --index"),
+                         (["--index", "Flat", "--nprobe", "2"], "nprobe applies to an IVF index")):
+        assert main(["recommend", str(run_dir), "--user", user, *bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err

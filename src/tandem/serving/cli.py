@@ -31,11 +31,15 @@ def _port(text: str) -> int:
 def _load(args: argparse.Namespace):
     from tandem.serving.pipeline import Recommender
 
-    if not args.approximate and (args.nlist is not None or args.nprobe is not None):
-        raise TandemError("--nlist and --nprobe apply to the approximate index: add --approximate")
-
+    if args.index is not None and (args.approximate or args.nlist is not None):
+        raise TandemError("--index FACTORY chooses the whole index: leave out --approximate and --nlist")
+    if args.index is None and not args.approximate and (args.nlist is not None or args.nprobe is not None):
+        raise TandemError("--nlist and --nprobe apply to the approximate index: add --approximate (or --index)")
+    if args.ef_search is not None and args.index is None:
+        raise TandemError("--ef-search applies to an HNSW index: add --index HNSW32 (or another HNSW factory)")
     return Recommender.from_run(args.run_dir, retrieval_cutoff=args.retrieval_cutoff, exact=not args.approximate,
-                                nlist=args.nlist, nprobe=args.nprobe)
+                                nlist=args.nlist, nprobe=args.nprobe, index_factory=args.index,
+                                ef_search=args.ef_search)
 
 
 def format_table(contexts: list[str], recommendations: list[list[dict[str, Any]]]) -> str:
@@ -104,6 +108,12 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--approximate", action="store_true", help="IVF index instead of exact inner-product search")
     parser.add_argument("--nlist", type=_positive, help="IVF cells (default ~4 sqrt(items)); with --approximate")
     parser.add_argument("--nprobe", type=_positive, help="IVF cells searched per query (default nlist/8)")
+    parser.add_argument("--index", metavar="FACTORY",
+                        help="any FAISS index by its factory string, inner product: 'Flat', 'HNSW32', "
+                             "'IVF4096,Flat' (by catalogue size: Flat below 100k items, IVF ~4 sqrt(N) cells to 10M, "
+                             "HNSW beyond; see the README)")
+    parser.add_argument("--ef-search", type=_positive, metavar="EF",
+                        help="HNSW search breadth (default 16); with an HNSW --index")
 
 
 def add_serving_commands(subparsers: Any) -> None:

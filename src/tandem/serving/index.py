@@ -2,7 +2,10 @@
 
 `ItemIndex` holds items 1..N (row 0 of the retriever's table is padding and is never added, so never returned).
 Exact search uses `IndexFlatIP`; for large catalogues `exact=False` builds an `IndexIVFFlat` with the
-inner-product metric, `nlist ~ 4 sqrt(N)` coarse cells and `nprobe` cells visited per query.
+inner-product metric, `nlist ~ 4 sqrt(N)` coarse cells and `nprobe` cells visited per query. Any other FAISS index
+is chosen by its factory string (`factory="HNSW32"`, `"IVF4096,Flat"`, `"IVF1024,SQ8"`, `"Flat"`; inner-product
+metric), with `nprobe` (IVF) and `ef_search` (HNSW) as its search-time knobs. Which to pick by catalogue size:
+`recommended_factory`; measured trade-offs in benchmarks/results/serving_index.json.
 
 Per-row exclusion (a user's known items) is done by over-fetching `k + max excluded` neighbours and filtering them
 with one vectorised membership test, so every row still gets `k` results when the catalogue has them.
@@ -17,6 +20,7 @@ with one vectorised membership test, so every row still gets `k` results when th
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import NamedTuple, Sequence, Union
 
@@ -40,6 +44,49 @@ Exclude = Union[Sequence[Sequence[int]], Sequence[np.ndarray], ExcludeCSR, None]
 def default_nlist(num_items: int) -> int:
     """About 4 sqrt(N) coarse cells, at least 1 and at most N."""
     return int(max(1, min(num_items, round(4 * math.sqrt(num_items)))))
+
+
+def recommended_factory(num_items: int) -> str:
+    """A FAISS factory string for a catalogue of `num_items`: exact below 100k items (a flat scan of 64-d vectors
+    costs under a few ms there), IVF with ~4 sqrt(N) cells (rounded to a power of two) up to 10M, HNSW beyond
+    (its graph needs no trained quantiser). See benchmarks/results/serving_index.json for the measured figures."""
+    if num_items < 100_000:
+        return "Flat"
+    if num_items <= 10_000_000:
+        return f"IVF{1 << max(4, round(math.log2(4 * math.sqrt(num_items))))},Flat"
+    return "HNSW32"
+
+
+def _build_from_factory(items: np.ndarray, factory: str, seed: int) -> faiss.Index:
+    """`faiss.index_factory(d, factory, inner product)`, trained on (a subsample of) the items when it needs
+    training; a string FAISS does not parse is one TandemError."""
+    if not isinstance(factory, str) or not factory.strip():
+        raise TandemError(f"index factory must be a FAISS factory string such as 'HNSW32' or 'IVF4096,Flat', "
+                          f"got {factory!r}")
+    try:
+        index = faiss.index_factory(items.shape[1], factory.strip(), faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as error:
+        text = " ".join(str(error).split())
+        found = re.search(r"\.cpp:\d+: (.*)$", text)
+        detail = (found.group(1) if found else text)[:200]
+        raise TandemError(f"index factory {factory!r} is not a FAISS factory string ({detail}); examples: "
+                          f"'Flat', 'HNSW32', 'IVF4096,Flat', 'IVF1024,SQ8'") from None
+    if not index.is_trained:
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            if ivf.nlist > items.shape[0]:
+                raise TandemError(f"index factory {factory!r}: {ivf.nlist} IVF cells for {items.shape[0]} items; "
+                                  f"use at most {items.shape[0]}")
+            ivf.cp.seed = int(seed)
+            ivf.cp.min_points_per_centroid = 1
+            ivf.cp.max_points_per_centroid = 32  # k-means on <= 32 points per cell, 10 rounds: minutes ->
+            ivf.cp.niter = 10  # seconds at 1M items, recall at a given nprobe barely changes
+        sample = items
+        cap = 32 * (ivf.nlist if ivf is not None else 2048)
+        if items.shape[0] > cap:
+            sample = items[np.sort(np.random.default_rng(seed).choice(items.shape[0], cap, replace=False))]
+        index.train(np.ascontiguousarray(sample))
+    return index
 
 
 def exclusion_csr(exclude: Exclude, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,10 +115,13 @@ class ItemIndex:
     ~4 sqrt(N)) trained on the item vectors, searching `nprobe` cells (default max(1, nlist // 8)); a row whose
     probed cells hold too few eligible items is searched again with twice the cells, so it still gets `k` results
     when the catalogue has them. With `nprobe == nlist` the result is exact.
+    `factory`: any FAISS factory string instead (then `exact` and `nlist` are not used); `nprobe` sets its IVF
+    cells searched, `ef_search` its HNSW search breadth (default FAISS's 16; larger = better recall, slower).
     """
 
     def __init__(self, item_vectors: np.ndarray, exact: bool = True, nlist: int | None = None,
-                 nprobe: int | None = None, seed: int = 0) -> None:
+                 nprobe: int | None = None, seed: int = 0, factory: str | None = None,
+                 ef_search: int | None = None) -> None:
         vectors = np.ascontiguousarray(np.asarray(item_vectors, dtype=np.float32))
         if vectors.ndim != 2 or vectors.shape[0] < 2:
             raise ValueError(f"item_vectors must be [N + 1, d] with N >= 1 (row 0 padding), got {vectors.shape}")
@@ -79,7 +129,10 @@ class ItemIndex:
         self.dim = int(vectors.shape[1])
         self.exact = bool(exact)
         items = vectors[1:]
-        if self.exact:
+        self.factory = factory.strip() if isinstance(factory, str) else None
+        if factory is not None:
+            self.index = _build_from_factory(items, factory, seed)
+        elif self.exact:
             self.index = faiss.IndexFlatIP(self.dim)
             self.nlist = 0
         else:
@@ -93,27 +146,68 @@ class ItemIndex:
             self.index.train(items)
             self._quantizer = quantizer  # keep the Python object alive as long as the index
         self.index.add(items)
-        if not self.exact:
+        self._adopt(self.index)
+        if factory is None and not self.exact:
             self.nprobe = nprobe if nprobe is not None else max(1, self.nlist // 8)
+        elif nprobe is not None:
+            if self._ivf is None:
+                raise TandemError(f"nprobe applies to an IVF index; index factory {self.factory!r} has none")
+            self.nprobe = nprobe
+        if ef_search is not None:
+            if self._hnsw is None:
+                raise TandemError(f"ef_search applies to an HNSW index; "
+                                  f"{'index factory ' + repr(self.factory) if self.factory else 'this index'} has none")
+            self.ef_search = ef_search
+
+    def _adopt(self, index: faiss.Index) -> None:
+        """Record what kind of index `index` is: its IVF part (nprobe), its HNSW part (efSearch), exactness."""
+        self._ivf = faiss.try_extract_index_ivf(index)
+        hnsw = faiss.downcast_index(index)
+        self._hnsw = hnsw if hasattr(hnsw, "hnsw") else None
+        if self._hnsw is None and self._ivf is not None:  # an HNSW coarse quantiser (e.g. IVF65536_HNSW32,Flat)
+            quantizer = faiss.downcast_index(self._ivf.quantizer)
+            self._hnsw = quantizer if hasattr(quantizer, "hnsw") else None
+        self.exact = isinstance(faiss.downcast_index(index), faiss.IndexFlat)
+        self.nlist = int(self._ivf.nlist) if self._ivf is not None else 0
+
+    _ivf: faiss.IndexIVF | None = None
+    _hnsw: faiss.Index | None = None
 
     @property
     def nprobe(self) -> int:
-        return int(self.index.nprobe) if not self.exact else 0
+        return int(self._ivf.nprobe) if self._ivf is not None else 0
 
     @nprobe.setter
     def nprobe(self, value: int) -> None:
-        if self.exact:
+        if self._ivf is None:
             return
         value = int(value)
         if not 1 <= value <= self.nlist:
             raise ValueError(f"nprobe must be in [1, nlist={self.nlist}], got {value}")
-        self.index.nprobe = value
+        self._ivf.nprobe = value
+
+    @property
+    def ef_search(self) -> int:
+        return int(self._hnsw.hnsw.efSearch) if self._hnsw is not None else 0
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        value = int(value)
+        if value < 1:
+            raise ValueError(f"ef_search must be >= 1, got {value}")
+        if self._hnsw is not None:
+            self._hnsw.hnsw.efSearch = value
 
     def describe(self) -> dict[str, int | str]:
-        info: dict[str, int | str] = {"type": "flat-ip" if self.exact else "ivf-flat-ip", "items": self.num_items,
-                                      "dim": self.dim}
-        if not self.exact:
+        if self.factory is not None:
+            kind = f"factory:{self.factory}"
+        else:
+            kind = "flat-ip" if self.exact else "ivf-flat-ip"
+        info: dict[str, int | str] = {"type": kind, "items": self.num_items, "dim": self.dim}
+        if self.nlist:
             info.update(nlist=self.nlist, nprobe=self.nprobe)
+        if self._hnsw is not None:
+            info.update(ef_search=self.ef_search)
         return info
 
     def search(self, queries: np.ndarray, k: int, exclude: Exclude = None) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +229,7 @@ class ItemIndex:
         excluded_keys = np.repeat(np.arange(rows, dtype=np.int64), lengths) * stride + excluded
 
         def fetch_rows(which: np.ndarray, nprobe: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            params = None if nprobe is None else faiss.SearchParametersIVF(nprobe=nprobe)
+            params = None if nprobe is None else faiss.SearchParametersIVF(nprobe=nprobe)  # top-level IVF only
             scores, labels = self.index.search(queries[which], fetch, params=params)
             items = np.where(labels >= 0, labels + 1, 0).astype(np.int64)
             keep = items > 0
@@ -145,7 +239,7 @@ class ItemIndex:
 
         everything = np.arange(rows)
         scores, items, keep = fetch_rows(everything, None)
-        if not self.exact:
+        if self.nlist and self._top_level_ivf():
             # IVF returns only what the probed cells hold: re-search rows left short with twice the cells
             nprobe = self.nprobe
             short = everything[(keep.sum(1) < min(k, fetch)) & (items == 0).any(1)]
@@ -166,6 +260,10 @@ class ItemIndex:
             scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
         return items, scores
 
+    def _top_level_ivf(self) -> bool:
+        """Whether the index itself is the IVF (per-search parameters then reach it without changing it)."""
+        return isinstance(faiss.downcast_index(self.index), faiss.IndexIVF)
+
     def save(self, path: str | Path) -> None:
         """Write the FAISS index (faiss.write_index); `load` reads it back."""
         faiss.write_index(self.index, str(path))
@@ -183,9 +281,23 @@ class ItemIndex:
         self.index = index
         self.num_items = int(index.ntotal)
         self.dim = int(index.d)
-        ivf = faiss.try_extract_index_ivf(index) if not isinstance(index, faiss.IndexFlat) else None
-        self.exact = ivf is None
-        self.nlist = int(ivf.nlist) if ivf is not None else 0
-        if ivf is not None and not hasattr(index, "nprobe"):
-            self.index, self._owner = ivf, index  # the extracted view does not own its memory
+        self._adopt(index)
+        plain = self.exact or isinstance(faiss.downcast_index(index), faiss.IndexIVFFlat)
+        self.factory = None if plain else type(faiss.downcast_index(index)).__name__  # e.g. IndexHNSWFlat
         return self
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean over rows of |found_r ∩ exact_r| / |exact_r|: the recall of an approximate top-k [B, k] against the
+    exact top-k [B, k] (item ids; 0 is padding and never counts). Rows whose exact list is empty are left out."""
+    found, exact = np.asarray(found, dtype=np.int64), np.asarray(exact, dtype=np.int64)
+    if found.ndim != 2 or exact.ndim != 2 or found.shape[0] != exact.shape[0]:
+        raise ValueError(f"found and exact must be [B, k] with the same B, got {found.shape} and {exact.shape}")
+    stride = np.int64(max(int(found.max(initial=0)), int(exact.max(initial=0))) + 1)
+    rows = np.arange(found.shape[0], dtype=np.int64)[:, None]
+    found_keys = np.where(found > 0, rows * stride + found, -1)
+    exact_keys = np.where(exact > 0, rows * stride + exact, -2)
+    hits = np.isin(exact_keys, np.unique(found_keys)).sum(1)  # duplicates in `found` counted once
+    sizes = (exact > 0).sum(1)
+    kept = sizes > 0
+    return float((hits[kept] / sizes[kept]).mean()) if kept.any() else float("nan")

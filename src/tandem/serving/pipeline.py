@@ -83,12 +83,14 @@ def _ranges_csr(items: np.ndarray, begin: np.ndarray, end: np.ndarray) -> Exclud
 class Recommender:
     """A trained run as a recommender: FAISS retrieval of candidates, re-ranking, raw tokens in and out.
 
-    `exact=False` uses an IVF index (`nlist`, `nprobe`, see `ItemIndex`) instead of exact inner-product search.
+    `exact=False` uses an IVF index (`nlist`, `nprobe`, see `ItemIndex`) instead of exact inner-product search;
+    `index_factory` any FAISS index by its factory string (with `nprobe` / `ef_search`).
     """
 
     def __init__(self, config: Any, data: Any, scheme: nn.Module, retrieval_cutoff: int | None = None,
                  exact: bool = True, nlist: int | None = None, nprobe: int | None = None,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, index_factory: str | None = None,
+                 ef_search: int | None = None) -> None:
         self.config = config
         self.data = data
         self.scheme = scheme.eval()
@@ -109,19 +111,22 @@ class Recommender:
         with torch.no_grad():
             vectors = scheme.retriever.item_vectors().detach().float().cpu().numpy()
         try:
-            self.index = ItemIndex(vectors, exact=exact, nlist=nlist, nprobe=nprobe, seed=int(config.seed))
+            self.index = ItemIndex(vectors, exact=exact, nlist=nlist, nprobe=nprobe, seed=int(config.seed),
+                                   factory=index_factory, ef_search=ef_search)
         except ValueError as error:
             raise TandemError(f"cannot build the item index: {error}") from None
 
     @classmethod
     def from_run(cls, run_dir: str | Path, retrieval_cutoff: int | None = None, exact: bool = True,
-                 nlist: int | None = None, nprobe: int | None = None) -> "Recommender":
+                 nlist: int | None = None, nprobe: int | None = None, index_factory: str | None = None,
+                 ef_search: int | None = None) -> "Recommender":
         """Load the finished run `run_dir` (written by `tandem train`; an unfinished one is refused) with its best
         checkpoint and its stored vocabulary, and index its items."""
         from tandem.run import load_run
 
         config, prepared, scheme = load_run(run_dir)
-        return cls(config, prepared.data, scheme, retrieval_cutoff, exact, nlist, nprobe)
+        return cls(config, prepared.data, scheme, retrieval_cutoff, exact, nlist, nprobe,
+                   index_factory=index_factory, ef_search=ef_search)
 
     @property
     def num_items(self) -> int:
