@@ -201,6 +201,8 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], str]] = [
     ("sampler refresh 0", lambda ws: ws.train("--set", "sampler={name: midx, refresh: 0}"), "sampler.refresh"),
     ("SASRec on the general task", lambda ws: ws.train("--set", "task=general"), "needs task: sequential"),
     ("DIN on the general task", lambda ws: ws.train(*GENERAL, *RANKER), "needs task: sequential"),
+    ("BST on the general task",
+     lambda ws: ws.train(*GENERAL, *RANKER, "--set", "ranker={name: bst, embedding_dim: 8}"), "needs task: sequential"),
     ("data file empty", lambda ws: ws.train(config=ws.config(csv=ws.csv(raw=b""))), "empty"),
     ("data file header only", lambda ws: ws.train(config=ws.config(csv=ws.csv(raw=b"uid,iid,ts\n"))),
      "empty after filtering"),
