@@ -53,3 +53,90 @@ eval: {{cutoffs: [10]}}
     assert rank0["test"] == rank1["test"]
     assert (out / "report.json").is_file()
     assert rank0["test"]["ndcg@10"] > 0.15  # learns (a random MF scores about 0.05 here)
+
+
+def midx_worker(rank: int, world_size: int, port: int, config_path: str, result_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank))
+    torch.set_num_threads(1)
+    from tandem.config import load_config
+    from tandem.data.splits import EvalSet
+    from tandem.evaluation import evaluate_batches
+    from tandem.run import build_scheme, prepare
+    from tandem.training.distributed import build_on_main, init_from_environment
+    from tandem.training.trainer import Trainer
+    from tandem.utils import seed_everything
+
+    config = load_config(config_path)
+    init_from_environment()
+    seed_everything(config.seed)
+    prepared = prepare(config)
+    scheme = build_scheme(config, prepared)
+    result = Trainer(config, scheme, prepared.split).fit()
+    ranked = []  # rows this process ranks in a sharded evaluation (batches of 16)
+
+    def count_rows(batch, targets, known):
+        ranked.append(int(targets.shape[0]))
+        return {"one": torch.ones(targets.shape[0], dtype=torch.float64)}
+
+    mean_one = evaluate_batches(prepared.split.test, count_rows, 16)["one"]
+    torch.save({
+        "centroids": scheme.sampler.centroids, "cell_items": scheme.sampler.cell_items, "test": result.test,
+        "state": scheme.state_dict(), "built_by": build_on_main(lambda: rank), "ranked": sum(ranked),
+        "mean_one": mean_one, "rows": len(prepared.split.test),
+    }, os.path.join(result_dir, f"rank{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_two_process_midx_index_and_sharded_evaluation(tmp_path):
+    """Under 2 processes: MIDX's index is built on rank 0 and is the same on both ranks after training, the
+    evaluation splits the rows between the ranks and its merged metrics equal one process's evaluation of the
+    same trained model."""
+    frame = low_rank_interactions(120, 100, per_user=20, rank=4, sharpness=5.0, seed=1).interactions
+    csv = tmp_path / "data.csv"
+    frame.to_csv(csv, index=False)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"""task: general
+data: {{format: table, path: {csv}, columns: {{user: user, item: item, timestamp: timestamp}},
+        min_user_interactions: 1, min_item_interactions: 1}}
+retriever: {{name: mf, embedding_dim: 16}}
+sampler: {{name: midx, num_clusters: 6, refresh: epoch}}
+train: {{epochs: 3, lr: 0.01, batch_size: 64, num_negatives: 10, patience: 3, progress: false, eval_batch_size: 32}}
+eval: {{cutoffs: [10]}}
+"""
+    )
+    results = tmp_path / "results"
+    results.mkdir()
+    mp.spawn(midx_worker, args=(2, free_port(), str(config), str(results)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(results / f"rank{rank}.pt", weights_only=False) for rank in (0, 1))
+    for key in ("centroids", "cell_items"):
+        left, right = rank0[key], rank1[key]
+        left, right = (left, right) if isinstance(left, tuple) else ((left,), (right,))
+        assert all(torch.equal(a, b) for a, b in zip(left, right)), key
+    assert rank0["built_by"] == rank1["built_by"] == 0  # rank 0's build reached rank 1
+    assert rank0["test"] == rank1["test"]
+    # each rank ranked about half of the rows (every other batch of 16), together all of them, none twice
+    assert rank0["ranked"] + rank1["ranked"] == rank0["rows"] and min(rank0["ranked"], rank1["ranked"]) > 0
+    assert rank0["mean_one"] == rank1["mean_one"] == 1.0
+    # one process evaluating the same trained model gets the metrics the two ranks computed together
+    from tandem.config import load_config
+    from tandem.run import build_scheme, prepare
+
+    loaded = load_config(str(config))
+    prepared = prepare(loaded)
+    scheme = build_scheme(loaded, prepared)
+    scheme.load_state_dict(rank0["state"])
+    alone = scheme.evaluate(prepared.split.test, (10,), 32)
+    assert alone.keys() == rank0["test"].keys()
+    for name, value in alone.items():
+        assert abs(value - rank0["test"][name]) < 1e-9, name
+
+
+def test_shard_gives_each_rank_its_own_batches():
+    from tandem.training.distributed import Topology, shard, shard_starts
+
+    batches = list(range(7))
+    parts = [list(shard(iter(batches), Topology(rank, 2))) for rank in (0, 1)]
+    assert parts == [[0, 2, 4], [1, 3, 5]]  # disjoint, equal length (the odd one out dropped)
+    assert list(shard_starts(100, 16, Topology(1, 3))) == [16, 64]

@@ -133,16 +133,23 @@ def evaluate_batches(
     batch_size: int,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Average per-row metrics over `eval_set`; `rank_batch(batch, targets, known)` returns per-row values."""
+    """Average per-row metrics over `eval_set`; `rank_batch(batch, targets, known)` returns per-row values.
+
+    Under torch.distributed each process ranks every world_size-th batch and the sums are added over processes
+    (a collective: every process calls this at the same point), so all get the same averages."""
+    from tandem.training.distributed import current_topology, shard_starts, sum_over_processes
+
+    topology = current_topology()
     totals: dict[str, float] = {}
     rows = len(eval_set)
-    for begin in range(0, rows, batch_size):
+    for begin in shard_starts(rows, batch_size, topology):
         window = slice(begin, min(rows, begin + batch_size))
         batch = {key: value[window].to(device) for key, value in eval_set.tensors.items()}
         targets = padded_rows(eval_set.target_indptr, eval_set.target_items, window).to(device)
         known = padded_rows(eval_set.known_indptr, eval_set.known_items, window).to(device)
         for name, values in rank_batch(batch, targets, known).items():
             totals[name] = totals.get(name, 0.0) + float(values.sum())
+    totals = sum_over_processes(totals, topology)
     return {name: total / max(1, rows) for name, total in totals.items()}
 
 

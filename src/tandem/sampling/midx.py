@@ -192,12 +192,20 @@ class MIDXSampler(VectorSampler):
         seed = self.kmeans_seed
         wanted = min(self.num_clusters, self.num_items)
         x1, x2 = np.ascontiguousarray(x[:, :half]), np.ascontiguousarray(x[:, half:])
-        train1 = _training_set(x1, wanted, self.max_points_per_centroid, seed)
-        train2 = _training_set(x2, wanted, self.max_points_per_centroid, seed + 1)
-        k = self.k = min(wanted, train1[0].shape[0], train2[0].shape[0])
         prev = [c.cpu().numpy() for c in self.centroids] if self.centroids is not None else [None, None]
-        c1, codes1, r1 = _kmeans(x1, train1, k, prev[0], self.niter, seed)
-        c2, codes2, r2 = _kmeans(x2, train2, k, prev[1], self.niter, seed + 1)
+
+        def codebooks() -> tuple:
+            train1 = _training_set(x1, wanted, self.max_points_per_centroid, seed)
+            train2 = _training_set(x2, wanted, self.max_points_per_centroid, seed + 1)
+            k = min(wanted, train1[0].shape[0], train2[0].shape[0])
+            return (*_kmeans(x1, train1, k, prev[0], self.niter, seed),
+                    *_kmeans(x2, train2, k, prev[1], self.niter, seed + 1))
+
+        # under torchrun: built once on rank 0 and broadcast, so every rank samples from the same index
+        from tandem.training.distributed import build_on_main
+
+        c1, codes1, r1, c2, codes2, r2 = build_on_main(codebooks)
+        k = self.k = int(c1.shape[0])
         self.split = half
         self.residual = r1 + r2
         self.centroids = (torch.from_numpy(c1).to(device), torch.from_numpy(c2).to(device))
