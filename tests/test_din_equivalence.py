@@ -176,3 +176,15 @@ def test_state_dict_names_and_shapes_are_those_of_the_committed_checkpoints():
         "output.weight": (1, 80), "output.bias": (1,), "item_bias.weight": (1153, 1),
     }
     assert {name: tuple(t.shape) for name, t in model.state_dict().items()} == expected
+
+
+@pytest.mark.parametrize("positions,length", [(0, 3), (4, 0), (0, 0)])
+def test_empty_history_axis_or_no_candidates(positions, length):
+    model = make(True)
+    set_mode(model, "train")
+    batch, items = random_inputs()
+    batch["history"], items = batch["history"][:, :positions], items[:, :length]
+    score = model.score(batch, items)
+    score.sum().backward()
+    assert score.shape == (6, length)
+    torch.testing.assert_close(score, reference_score(model, batch, items), rtol=1e-5, atol=1e-6)

@@ -103,7 +103,7 @@ class _SigmoidAttention(torch.autograd.Function):
             blocked = grad_pre.view(rows, length, positions, k)
             torch.sum(blocked, 2, out=grad_from_c[block])
             torch.sum(blocked, 1, out=grad_from_h[block])
-            grad_products = (grad_pre @ w_p).view(rows, length, positions, -1)
+            grad_products = (grad_pre @ w_p).view(rows, length, positions, history.shape[-1])
             torch.sum(grad_products * h.unsqueeze(1), 2, out=grad_c[block])
             torch.sum(grad_products.mul_(c.unsqueeze(2)), 1, out=grad_h[block])
         return grad_h, grad_c, grad_from_h, grad_from_c, grad_w_p, grad_w_o, grad.sum().reshape(ctx.bias_shape), None
@@ -128,7 +128,7 @@ class ActivationUnit(nn.Module):
         w_h, w_c, w_d, w_p = self.hidden.weight.split(d, dim=1)  # each [hidden, d]
         from_history = history @ (w_h + w_d).t()  # [B, H, hidden]
         from_candidate = torch.addmm(self.hidden.bias, candidates.flatten(0, 1), (w_c - w_d).t())
-        from_candidate = from_candidate.view(*candidates.shape[:2], -1)  # [B, L, hidden]
+        from_candidate = from_candidate.view(*candidates.shape[:2], w_p.shape[0])  # [B, L, hidden]
         if not isinstance(self.activation, nn.Sigmoid):
             pre, _ = _pre_activation(history, candidates, from_history, from_candidate, w_p)
             weights = self.output(self.activation(pre)).view(*candidates.shape[:2], history.shape[1])
@@ -215,7 +215,8 @@ class DIN(Ranker):
             return self.item_embedding(items), self.item_embedding(history)
         unique, inverse = torch.unique(torch.cat([items.flatten(), history.flatten()]), return_inverse=True)
         gathered = self.item_representation(unique)[inverse]
-        return gathered[: items.numel()].view(*items.shape, -1), gathered[items.numel():].view(*history.shape, -1)
+        d, count = gathered.shape[-1], items.numel()
+        return gathered[:count].view(*items.shape, d), gathered[count:].view(*history.shape, d)
 
     def interest(self, history: torch.Tensor, history_vectors: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Attention-pooled history [B, L, d] for candidate representations [B, L, d]; padding (id 0) masked."""
