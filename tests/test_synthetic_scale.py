@@ -115,3 +115,5 @@ def test_command_line_writes_and_refuses_bad_sizes(tmp_path):
     assert done.returncode == 0 and (tmp_path / "interactions.parquet").is_file()
     bad = subprocess.run(command[:4] + ["1"] + command[5:], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "items must be >= 2" in bad.stderr
+    typo = subprocess.run(command[:4] + ["many"] + command[5:], capture_output=True, text=True)
+    assert typo.returncode == 2 and typo.stderr.count("\n") == 1 and "--items" in typo.stderr

@@ -232,8 +232,10 @@ def write_atomic(world: World, directory: str | os.PathLike[str], name: str = "s
 
 def main(argv: list[str] | None = None) -> int:
     """Generate a world and write it; bad options give one line and exit status 2."""
-    parser = argparse.ArgumentParser(prog="python -m tandem.data.synthetic_scale", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from tandem.cli import Parser  # argparse with one-line errors, exit status 2
+
+    parser = Parser(prog="python -m tandem.data.synthetic_scale", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, required=True)
     parser.add_argument("--interactions", type=int, required=True)
     parser.add_argument("--out", required=True, help="directory to write")
