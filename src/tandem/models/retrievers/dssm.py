@@ -10,7 +10,8 @@ recommender: "user and item as query and key", each side an MLP, scored by inner
 
 The query is the user tower's output, the item table the item tower applied to every item (row 0, the padding
 item, is zero). `similarity: cosine` gives the paper's cosine scaled by `tau`. Defaults: id and feature embeddings
-64 and dropout 0.3 (seed 000 B.2), towers 300-300-128 with tanh (the paper).
+64 and dropout 0.3 (seed 000 B.2), towers 300-300-128 with tanh and weights drawn from
+U(+-sqrt(6 / (fan_in + fan_out))) (the paper, sec. 4), biases zero.
 """
 from __future__ import annotations
 
@@ -61,6 +62,10 @@ class DSSM(Retriever):
         item_in = (1 + self.item_features.num_fields) * embedding_dim
         self.user_tower = make_mlp(user_in, mlp_hidden, dropout, activation)
         self.item_tower = make_mlp(item_in, mlp_hidden, dropout, activation)
+        for layer in [*self.user_tower, *self.item_tower]:
+            if isinstance(layer, nn.Linear):  # the paper's init: U(+-sqrt(6 / (fan_in + fan_out))), zero biases
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
         not_padding = torch.ones(num_items + 1, 1)
         not_padding[0] = 0.0
         self.register_buffer("not_padding", not_padding, persistent=False)
