@@ -16,6 +16,13 @@ from tandem.models.rankers.din import DIN
 NUM_USERS, NUM_ITEMS = 23, 40
 
 
+def assert_close(got: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float, what: str = "") -> None:
+    """|got - expected| <= atol + rtol |expected| everywhere (torch.testing's first call imports for seconds)."""
+    assert got.shape == expected.shape, (what, got.shape, expected.shape)
+    difference = (got - expected).abs()
+    assert bool((difference <= atol + rtol * expected.abs()).all()), f"{what}: max |difference| {difference.max()}"
+
+
 def feature_tables(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     year = torch.randint(1, 9, (NUM_ITEMS + 1,), generator=g)
@@ -120,9 +127,9 @@ def test_outputs_match_the_reference(features, options, mode, block_size):
     set_mode(model, mode)
     batch, items = random_inputs()
     got, expected = model.score(batch, items), reference_score(model, batch, items)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert_close(got, expected, rtol=1e-5, atol=1e-6)
     with torch.no_grad():  # the no-grad (serving) path as well
-        torch.testing.assert_close(model.score(batch, items), expected.detach(), rtol=1e-5, atol=1e-6)
+        assert_close(model.score(batch, items), expected.detach(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("features,options", CONFIGS)
@@ -140,7 +147,7 @@ def test_gradients_match_the_reference(features, options, block_size):
     for name, a, b in zip(names, got, expected):
         a = torch.zeros_like(b) if a is None else a
         b = torch.zeros_like(a) if b is None else b
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=lambda m, name=name: f"{name}: {m}")
+        assert_close(a, b, rtol=1e-9, atol=1e-11, what=name)
 
 
 def test_padding_positions_get_no_gradient_and_change_nothing():
@@ -187,4 +194,4 @@ def test_empty_history_axis_or_no_candidates(positions, length):
     score = model.score(batch, items)
     score.sum().backward()
     assert score.shape == (6, length)
-    torch.testing.assert_close(score, reference_score(model, batch, items), rtol=1e-5, atol=1e-6)
+    assert_close(score, reference_score(model, batch, items), rtol=1e-5, atol=1e-6)
