@@ -129,7 +129,8 @@ class ActivationUnit(nn.Module):
         from_history = history @ (w_h + w_d).t()  # [B, H, hidden]
         from_candidate = torch.addmm(self.hidden.bias, candidates.flatten(0, 1), (w_c - w_d).t())
         from_candidate = from_candidate.view(*candidates.shape[:2], w_p.shape[0])  # [B, L, hidden]
-        if not isinstance(self.activation, nn.Sigmoid):
+        if not isinstance(self.activation, nn.Sigmoid):  # other activations: autograd over the whole batch
+            # [B * L * H, hidden] rows, so a PReLU's channel axis is the hidden unit, as it should be
             pre, _ = _pre_activation(history, candidates, from_history, from_candidate, w_p)
             weights = self.output(self.activation(pre)).view(*candidates.shape[:2], history.shape[1])
             return weights
