@@ -81,4 +81,9 @@ def test_knobs_only_where_they_apply(table):
 def test_recommended_factory_by_size():
     assert recommended_factory(50_000) == "Flat"
     assert recommended_factory(1_000_000) == "IVF4096,Flat"
-    assert recommended_factory(50_000_000) == "HNSW32"
+    assert recommended_factory(50_000_000) == "IVF65536_HNSW32,Flat"
+
+
+def test_factory_ivf_gets_a_useful_default_nprobe(table):
+    index = ItemIndex(table[0], factory="IVF32,Flat")
+    assert index.nprobe == 8  # FAISS's default would be 1
