@@ -107,11 +107,13 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
                         help="candidates retrieved before re-ranking (default: the run's eval.retrieval_cutoff)")
     parser.add_argument("--approximate", action="store_true", help="IVF index instead of exact inner-product search")
     parser.add_argument("--nlist", type=_positive, help="IVF cells (default ~4 sqrt(items)); with --approximate")
-    parser.add_argument("--nprobe", type=_positive, help="IVF cells searched per query (default nlist/8)")
+    parser.add_argument("--nprobe", type=_positive,
+                        help="IVF cells searched per query (default nlist/8 with --approximate, "
+                             "max(8, nlist/512) with an IVF --index)")
     parser.add_argument("--index", metavar="FACTORY",
                         help="any FAISS index by its factory string, inner product: 'Flat', 'HNSW32', "
                              "'IVF4096,Flat' (by catalogue size: Flat below 100k items, IVF ~4 sqrt(N) cells to 10M, "
-                             "HNSW beyond; see the README)")
+                             "IVF65536_HNSW32,Flat beyond; see the README)")
     parser.add_argument("--ef-search", type=_positive, metavar="EF",
                         help="HNSW search breadth (default 16); with an HNSW --index")
 
