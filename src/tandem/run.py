@@ -53,7 +53,7 @@ def prepare(config: Config) -> Prepared:
 
 
 # models that read batch["history"], which only the sequential task has
-SEQUENTIAL_ONLY = {"retriever": ("sasrec",), "ranker": ("din", "bst")}
+SEQUENTIAL_ONLY = {"retriever": ("sasrec", "caser", "gru4rec", "bert4rec"), "ranker": ("din", "bst")}
 
 
 def check_against_data(config: Config, prepared: Prepared) -> None:
