@@ -7,8 +7,9 @@ paper's output before its final activation.
 
 - Input: the paper feeds 1-of-N item codes to the GRU; an item-embedding layer (which the paper also allows) is the
   same map with a rank-d bottleneck, and keeps the parameter count independent of N.
-- Only the real items are read: a left-padded history is re-aligned and packed, so padding never enters the
-  recurrence (an empty history reads one padding step, whose input embedding is zero).
+- Only the real items count: a left-padded history is re-aligned so its items come first, and the query is the
+  state right after the row's last item, so padding never enters it (an empty history reads one padding step,
+  whose input embedding is zero). No per-row lengths go to the host.
 - Dropout is applied to the embeddings fed to the GRU and to the output state (the paper's dropout on the hidden
   layers).
 
@@ -60,13 +61,11 @@ class GRU4Rec(Retriever):
         lengths = (history != 0).sum(1)
         # left-padded -> left-aligned: position t of row b reads history[b, (t + width - length_b) mod width]
         shift = (torch.arange(width, device=history.device).unsqueeze(0) + (width - lengths).unsqueeze(1)) % width
-        aligned = history.gather(1, shift)
-        packed = nn.utils.rnn.pack_padded_sequence(
-            self.dropout(self.item_embedding(aligned)), lengths.clamp_min(1).cpu(), batch_first=True,
-            enforce_sorted=False,
-        )
-        _, last = self.gru(packed)  # [layers, B, hidden], each row's state after its own last item
-        state = self.dropout(last[-1])
+        aligned = history.gather(1, shift)  # real items first, padding after them
+        outputs, _ = self.gru(self.dropout(self.item_embedding(aligned)))  # [B, H, hidden], top layer
+        # the state right after each row's own last item: the padding that follows it is never read
+        last = (lengths - 1).clamp_min(0).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
+        state = self.dropout(outputs.gather(1, last).squeeze(1))
         return torch.cat([state, state.new_ones(state.shape[0], 1)], dim=1)
 
     def item_table(self) -> torch.Tensor:
