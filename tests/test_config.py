@@ -30,7 +30,7 @@ def test_extends_merges_over_the_base(tmp_path):
     "text, message",
     [
         ("trian:\n  epochs: 3\n", "'trian'"),
-        ("train:\n  epoch: 3\n", "'epoch'"),
+        ("train:\n  epoch: 3\n", "'train.epoch'"),
         ("train:\n  epochs: three\n", "train.epochs"),
         ("train:\n  lr: [1]\n", "train.lr"),
         ("task: ranking\n", "task"),

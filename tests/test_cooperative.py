@@ -113,3 +113,44 @@ def test_sequential_cooperative_run_with_cutoff_sweep():
     })
     result = Trainer(config, build_scheme_from_config(config, data, split), split).fit()
     assert set(result.test["cutoff_sweep"]) == {"10", "50"}
+
+
+def test_corr_consumes_the_loss_section_and_its_distillation_options(grouped):
+    """`loss:` is CoRR's retriever loss (the default is Algorithm 1's sampled softmax, the same numbers as before);
+    a loss sharing negatives across the batch is refused naming the key; `scheme.distill` takes options."""
+    from tandem.errors import TandemError
+    from tandem.losses.sampled_softmax import sampled_softmax
+    from tandem.run import Prepared, build_scheme
+
+    data, split = grouped
+    batch = {key: value[:32] for key, value in split.train.tensors.items()}
+
+    def retriever_term(config):
+        torch.manual_seed(0)
+        scheme = build_scheme_from_config(config, data, split)
+        torch.manual_seed(1)
+        return scheme, scheme.losses(batch)["retriever"]
+
+    _, default = retriever_term(general_config("corr"))
+    # Algorithm 1's term, recomputed by hand with the same draws (a scheme built the same way, fresh sampler)
+    torch.manual_seed(0)
+    scheme = build_scheme_from_config(general_config("corr"), data, split)
+    query = scheme.retriever.query(batch)
+    negatives, neg_log_q = scheme.sampler.sample(query.detach(), 20)
+    candidates = torch.cat([batch["item"].unsqueeze(1), negatives], dim=1)
+    scores = torch.einsum("bd,bld->bl", query, scheme.retriever.item_vectors()[candidates])
+    pos_log_q = scheme.sampler.log_prob(query.detach(), batch["item"].unsqueeze(1)).squeeze(1)
+    expected = sampled_softmax(scores[:, 0], scores[:, 1:], pos_log_q, neg_log_q,
+                               hit_mask=negatives == batch["item"].unsqueeze(1)).mean()
+    assert torch.equal(default, expected)
+    _, bpr = retriever_term(general_config("corr", loss={"name": "bpr"}))
+    assert not torch.equal(bpr, default)
+    with pytest.raises(TandemError, match="loss.shared_negatives"):
+        build_scheme(general_config("corr", loss={"name": "croloss"}), Prepared(data, split))
+    build_scheme(general_config("corr", loss={"name": "croloss", "shared_negatives": False}), Prepared(data, split))
+    config = general_config("corr")
+    config.scheme["distill"] = {"name": "rankdistill", "top_k": 3}
+    assert build_scheme_from_config(config, data, split).distill.keywords == {"top_k": 3}
+    config.scheme["distill"] = "none"
+    none = build_scheme_from_config(config, data, split)
+    assert none.distill is None and "distill" not in none.losses(batch)

@@ -1,7 +1,9 @@
 """Typed run configuration: YAML in, dataclasses out, `--set key=value` overrides, errors that name the key.
 
-Model, sampler and loss sections are open-ended (`name` plus that component's own options); their options are
-checked against the component's constructor when it is built, so an unknown option is still an error that names it.
+`data`, `train` and `eval` are dataclasses. The component sections (retriever, ranker, sampler, loss, scheme) are
+open-ended (`name` plus that component's own options); `validate` checks them once, when the config is loaded and
+before any data is read, through the registries (`tandem.registry`): an option the component's constructor does
+not take, or a value that is not of its annotated type, is an error naming `section.key`.
 """
 from __future__ import annotations
 
@@ -205,7 +207,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     unknown = sorted(set(raw) - names)
     if unknown:
         where = f"{prefix}." if prefix else ""
-        raise TandemError(f"unknown config key {where}{unknown[0]!r}; allowed here: {sorted(names)}")
+        raise TandemError(f"unknown config key {where + unknown[0]!r}; allowed here: {sorted(names)}")
     values = {name: _check_value(value, hints[name], f"{prefix}.{name}" if prefix else name) for name, value in raw.items()}
     return cls(**values)
 
@@ -300,10 +302,7 @@ def validate(config: Config) -> None:
     if not 0 < config.train.lr < math.inf:
         raise TandemError(f"config key 'train.lr': must be a positive finite number, got {config.train.lr}")
     _check_numbers(config)
-    for section in COMPONENT_SECTIONS:
-        options = getattr(config, section)
-        if options is not None:
-            _check_component_options(section, options)
+    _check_components(config)
     if not config.eval.cutoffs or min(config.eval.cutoffs) < 1:
         raise TandemError(f"config key 'eval.cutoffs': expected positive integers, got {config.eval.cutoffs}")
     if config.eval.monitor.split("@")[0] not in ("recall", "ndcg", "mrr", "hit") or "@" not in config.eval.monitor:
@@ -325,6 +324,19 @@ def validate(config: Config) -> None:
         raise TandemError(f"config key 'eval.monitor': expected e.g. 'ndcg@10', got {config.eval.monitor!r}") from None
     if monitor_k not in config.eval.cutoffs:
         raise TandemError(f"config key 'eval.monitor': cutoff {monitor_k} is not in eval.cutoffs {config.eval.cutoffs}")
+
+
+def _check_components(config: Config) -> None:
+    """The data format's keys and every component section, through the registries (`tandem.registry`): names,
+    options and their types, and what the scheme consumes (see `tandem.training.registry.check_config`)."""
+    from tandem.data.readers import reader_arguments
+    from tandem.training.registry import check_config
+
+    reader_arguments(dataclasses.asdict(config.data))
+    try:
+        check_config(config)
+    except ValueError as error:
+        raise TandemError(str(error)) from None
 
 
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's seeding accepts
@@ -356,36 +368,3 @@ def _check_numbers(config: Config) -> None:
         raise TandemError(f"config key 'data.split': expected three non-negative ratios summing to 1, got {ratios}")
     if any(k < 1 for k in config.eval.cutoff_sweep):
         raise TandemError(f"config key 'eval.cutoff_sweep': expected positive integers, got {config.eval.cutoff_sweep}")
-
-
-# Component options (open-ended sections) whose meaning fixes their range, recognised by name.
-_POSITIVE_INT_NAMES = ("niter", "top_k", "top_factor", "tutor_top", "max_points_per_centroid", "hidden")
-_POSITIVE_NUMBER_NAMES = ("temperature", "tau")
-
-
-def _positive_int_option(name: str) -> bool:
-    return (name in _POSITIVE_INT_NAMES or name.startswith("num_") or name.endswith(("_dim", "_size", "_hidden")))
-
-
-def _check_component_options(section: str, options: dict[str, Any]) -> None:
-    """Ranges a component option must have whatever the component: sizes and counts >= 1, dropout in [0, 1),
-    temperatures > 0, every number finite. The component's constructor checks the rest when it is built."""
-    for name, value in options.items():
-        key = f"{section}.{name}"
-        numbers = value if isinstance(value, list) else [value]
-        for number in numbers:
-            if isinstance(number, float) and not math.isfinite(number):
-                raise TandemError(f"config key {key!r}: must be a finite number, got {value}")
-        if _positive_int_option(name):
-            if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in numbers):
-                raise TandemError(f"config key {key!r}: expected a positive integer"
-                                  f"{' (or a list of them)' if isinstance(value, list) else ''}, got {value!r}")
-        elif name == "dropout" or name.endswith("_dropout"):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise TandemError(f"config key {key!r}: expected a probability in [0, 1), got {value!r}")
-        elif name in _POSITIVE_NUMBER_NAMES:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise TandemError(f"config key {key!r}: expected a positive number, got {value!r}")
-        elif name == "refresh" and not (value == "epoch" or (isinstance(value, int) and not isinstance(value, bool)
-                                                           and value >= 1)):
-            raise TandemError(f"config key {key!r}: expected 'epoch' or a positive number of steps, got {value!r}")

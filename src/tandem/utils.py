@@ -1,7 +1,6 @@
-"""Small shared helpers: option checking against a constructor, atomic writes, seeding, RNG state capture."""
+"""Small shared helpers: atomic writes, checkpoint loading, seeding, RNG state capture."""
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import os
@@ -9,26 +8,10 @@ import pickle
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-
-
-def call_with_options(factory: Callable[..., Any], context: dict[str, Any], options: dict[str, Any], what: str) -> Any:
-    """Call `factory` with the user's `options` plus whichever `context` arguments it accepts.
-
-    An option the factory does not take is an error that names it, so a typo in a config never passes silently.
-    """
-    parameters = inspect.signature(factory).parameters
-    accepted = {name for name, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    unknown = sorted(set(options) - (accepted - set(context)))
-    if unknown:
-        allowed = sorted(accepted - set(context))
-        raise ValueError(f"unknown option(s) {unknown} for {what}; allowed: {allowed}")
-    arguments = {key: value for key, value in context.items() if key in accepted}
-    arguments.update(options)
-    return factory(**arguments)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -10,6 +10,9 @@ Formats (`data.format`):
 - `table`: any CSV / TSV / Parquet file with a column mapping (see `read_table`).
 - `gowalla-mat`: a MATLAB .mat file holding a users x items sparse matrix (see `read_gowalla_mat`).
 
+Each format registers its reader with `@register_format("name")` (`tandem.registry.FORMATS`) at the end of this
+file; a reader in another module of `tandem.data` is found the same way.
+
 Ids are kept as raw tokens: str for text formats (so `u.data`, `ml-100k.inter` and their feature files agree),
 whatever the column holds for Parquet, int row / column indices for .mat matrices. Every error a user can cause is
 a `TandemError` naming the file, the line (1-based) or column, and what was expected.
@@ -29,6 +32,7 @@ from tandem.data._delimited import TextTable, describe_sep, read_bytes, read_del
     require_timestamps, require_tokens, to_float
 from tandem.data.raw import RawDataset, RawFeatureKind
 from tandem.errors import TandemError
+from tandem.registry import FORMATS, register_format
 
 __all__ = [
     "FORMATS",
@@ -39,8 +43,6 @@ __all__ = [
     "read_movielens",
     "read_table",
 ]
-
-FORMATS = ("ml-100k", "atomic", "movielens", "table", "gowalla-mat")
 
 # ------------------------------------------------------------------------------------------------ atomic files
 
@@ -532,19 +534,43 @@ def read_gowalla_mat(path: str | os.PathLike[str], key: str = "data", name: str 
 
 # ------------------------------------------------------------------------------------------------ dispatcher
 
-_PATH_FORMATS = ("atomic", "movielens", "table", "gowalla-mat")
-_FORMAT_ALIASES = {"ml100k": "ml-100k", "movielens-100k": "ml-100k", "gowalla": "gowalla-mat", "mat": "gowalla-mat",
-                   "csv": "table", "parquet": "table", "tsv": "table"}
+# Each format registers a reader taking the `data` keys it uses (`path`, `name`, `columns`, `sep`): a key it does
+# not take is an error when given, a parameter without default is required.
+
+@register_format("ml-100k", aliases=("ml100k", "movielens-100k"))
+def _ml_100k(path: str | None = None, name: str | None = None) -> RawDataset:
+    raw = load_movielens_100k(path)
+    if name:
+        raw.name = name
+    return raw
 
 
-def read_dataset(spec: Mapping[str, Any]) -> RawDataset:
-    """Read the dataset a config's `data` section names.
+@register_format("atomic")
+def _atomic(path: str, name: str | None = None) -> RawDataset:
+    return read_atomic(path, name)
 
-    `spec`: {"format": one of FORMATS, "path": file or directory, "name": dataset name (atomic: the file stem),
-    "columns": {"user": ..., "item": ..., "timestamp": ..., "rating": ...} (table only), "sep": separator (table
-    only)}. Other keys are ignored (the data section holds filtering and split settings too). Errors name the key,
-    as `data.<key>`.
-    """
+
+@register_format("movielens")
+def _movielens(path: str, name: str | None = None) -> RawDataset:
+    return read_movielens(path, name)
+
+
+@register_format("table", aliases=("csv", "parquet", "tsv"))
+def _table(path: str, columns: dict[str, str], sep: str | None = None, name: str | None = None) -> RawDataset:
+    return read_table(path, columns, sep, name)
+
+
+@register_format("gowalla-mat", aliases=("gowalla", "mat"))
+def _gowalla_mat(path: str, name: str | None = None) -> RawDataset:
+    return read_gowalla_mat(path, name=name)
+
+
+_EXAMPLES = {"columns": " (e.g. {user: userId, item: movieId, timestamp: timestamp})"}
+
+
+def reader_arguments(spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The registered format a `data` spec names and the arguments its reader takes, after checking that every key
+    given is one the reader uses and every key it needs is given (errors name the key, as `data.<key>`)."""
     if not isinstance(spec, Mapping):
         raise TandemError(f"data: expected a mapping with a 'format' key, found {spec!r}")
     fmt = spec.get("format")
@@ -552,42 +578,40 @@ def read_dataset(spec: Mapping[str, Any]) -> RawDataset:
         fmt = "ml-100k"
     if not isinstance(fmt, str):
         raise TandemError(f"data.format: expected one of {', '.join(FORMATS)}, found {fmt!r}")
-    fmt = _FORMAT_ALIASES.get(fmt.strip().lower(), fmt.strip().lower())
-    if fmt not in FORMATS:
+    if fmt.strip().lower() not in FORMATS:
         raise TandemError(f"data.format: unknown format {spec.get('format')!r}; expected one of {', '.join(FORMATS)}")
+    fmt = FORMATS.canonical(fmt.strip().lower())
 
     path = spec.get("path")
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TandemError(f"data.path: expected a file or directory path, found {path!r}")
     if isinstance(path, str) and not path.strip():
         path = None
-    if path is None and fmt in _PATH_FORMATS:
-        raise TandemError(f"data.path: required when data.format is {fmt!r}")
     name = spec.get("name")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise TandemError(f"data.name: expected a non-empty string, found {name!r}")
-    columns = spec.get("columns") or {}
     sep = spec.get("sep")
-    if fmt != "table":
-        if columns:
-            raise TandemError(f"data.columns: only used with data.format 'table', not {fmt!r}; remove it")
-        if sep is not None:
-            raise TandemError(f"data.sep: only used with data.format 'table', not {fmt!r}; remove it")
-    elif sep is not None and (not isinstance(sep, str) or not sep):
+    if sep is not None and (not isinstance(sep, str) or not sep):
         raise TandemError(f"data.sep: expected a separator such as ',' or '\\t', found {sep!r}")
+    given = {"path": path, "name": name, "columns": spec.get("columns") or None, "sep": sep}
+    parameters = FORMATS.parameters(fmt)
+    for key, value in given.items():
+        if value is not None and key not in parameters:
+            users = " or ".join(repr(other) for other in FORMATS if key in FORMATS.parameters(other))
+            raise TandemError(f"data.{key}: only used with data.format {users}, not {fmt!r}; remove it")
+    for key, parameter in parameters.items():
+        if parameter.default is parameter.empty and given.get(key) is None:
+            raise TandemError(f"data.{key}: required when data.format is {fmt!r}{_EXAMPLES.get(key, '')}")
+    return fmt, {key: value for key, value in given.items() if value is not None}
 
-    if fmt == "ml-100k":
-        raw = load_movielens_100k(path)
-        if name:
-            raw.name = name
-        return raw
-    if fmt == "atomic":
-        return read_atomic(path, name)
-    if fmt == "movielens":
-        return read_movielens(path, name)
-    if fmt == "table":
-        if not columns:
-            raise TandemError("data.columns: required when data.format is 'table' "
-                              "(e.g. {user: userId, item: movieId, timestamp: timestamp})")
-        return read_table(path, columns, sep, name)
-    return read_gowalla_mat(path, name=name)
+
+def read_dataset(spec: Mapping[str, Any]) -> RawDataset:
+    """Read the dataset a config's `data` section names.
+
+    `spec`: {"format": a registered format (`tandem.registry.FORMATS`), "path": file or directory, "name": dataset
+    name (atomic: the file stem), "columns": {"user": ..., "item": ..., "timestamp": ..., "rating": ...} (table
+    only), "sep": separator (table only)}. Other keys are ignored (the data section holds filtering and split
+    settings too). Errors name the key, as `data.<key>`.
+    """
+    fmt, arguments = reader_arguments(spec)
+    return FORMATS[fmt](**arguments)

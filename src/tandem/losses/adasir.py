@@ -15,7 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tandem.losses.registry import RetrieverLoss, need_neg_log_q
 from tandem.losses.sampled_softmax import check_hit_mask
+from tandem.registry import register_loss
 
 __all__ = ["adasir_weights", "adasir", "adasir_w", "harmonic_weight"]
 
@@ -109,3 +111,24 @@ def adasir_w(
     weight = harmonic_weight(rank_estimate).to(pos_score.dtype)
     return weight * adasir(pos_score, neg_score, neg_log_q, pairwise=pairwise, margin=margin, hit_mask=hit_mask)
 
+
+
+# ------------------------------------------------------------------------------------------- registered losses
+
+@register_loss("adasir")
+def adasir_loss(pairwise: str = "bpr", margin: float = 1.0) -> RetrieverLoss:
+    """AdaSIR (seed 003 eq. 1); needs neg_log_q = log w(j|c), the weight the AdaSIR sampler returns with each draw."""
+    def fn(pos, neg, pos_q, neg_q, rank, hits):
+        return adasir(pos, neg, need_neg_log_q("adasir", neg_q), pairwise=pairwise, margin=margin, hit_mask=hits)
+
+    return RetrieverLoss("adasir", fn, {"pairwise": pairwise, "margin": margin})
+
+
+@register_loss("adasir-w")
+def adasir_w_loss(pairwise: str = "bpr", margin: float = 1.0) -> RetrieverLoss:
+    """AdaSIR-W (seed 003 eq. 3): adasir times J(rank_estimate); needs the rank estimate of each positive."""
+    def fn(pos, neg, pos_q, neg_q, rank, hits):
+        return adasir_w(pos, neg, need_neg_log_q("adasir-w", neg_q), rank, pairwise=pairwise, margin=margin,
+                        hit_mask=hits)
+
+    return RetrieverLoss("adasir-w", fn, {"pairwise": pairwise, "margin": margin}, needs_rank_estimate=True)

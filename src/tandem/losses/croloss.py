@@ -20,6 +20,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from tandem.losses.registry import RetrieverLoss
+from tandem.registry import register_loss
+
 __all__ = [
     "Kernel",
     "KERNELS",
@@ -325,3 +328,47 @@ def scaled_cosine(query: Tensor, items: Tensor, tau: float = 10.0, eps: float = 
             raise ValueError(f"items [B, L, d] must match query {tuple(query.shape)}, got {tuple(items.shape)}")
         return tau * torch.einsum("bd,bld->bl", q, v)
     raise ValueError(f"items must be [B, d] or [B, L, d], got {tuple(items.shape)}")
+
+
+# ------------------------------------------------------------------------------------------- registered losses
+
+def _croloss_loss(name: str, num_items: int, kernel: str, alpha: float, margin: float, weight_kernel: str | None,
+                  shared_negatives: bool, log_q_correction: bool) -> RetrieverLoss:
+    get_kernel(kernel, margin)  # fail at build time on a bad kernel name or margin
+    if weight_kernel is not None:
+        get_kernel(weight_kernel, margin)
+    elif name == "croloss-lambda":
+        raise ValueError("loss 'croloss-lambda' needs a weight_kernel (phi_1); use 'croloss' for none")
+    if weight_kernel is None and kernel == "step":
+        raise ValueError("kernel 'step' has no gradient; it is allowed only as weight_kernel")
+
+    def fn(pos, neg, pos_q, neg_q, rank, hits):
+        return croloss(
+            pos, neg, kernel=kernel, alpha=alpha, num_items=num_items, weight_kernel=weight_kernel,
+            margin=margin, neg_log_q=neg_q if log_q_correction else None, hit_mask=hits, reduction="none",
+        )
+
+    options = {"kernel": kernel, "alpha": alpha, "margin": margin, "weight_kernel": weight_kernel,
+               "shared_negatives": shared_negatives, "log_q_correction": log_q_correction}
+    return RetrieverLoss(name, fn, options, shares_negatives=shared_negatives)
+
+
+# seed 002 Table 2: softplus with alpha = 1.0 is the best plain CROLoss on Amazon and always best or second best
+@register_loss("croloss")
+def croloss_loss(num_items: int, kernel: str = "softplus", alpha: float = 1.0, margin: float = 1.0,
+                 weight_kernel: str | None = None, shared_negatives: bool = True,
+                 log_q_correction: bool = False) -> RetrieverLoss:
+    """CROLoss (seed 002 eqs. 16, 24), in-batch shared negatives by default."""
+    return _croloss_loss("croloss", num_items, kernel, alpha, margin, weight_kernel, shared_negatives,
+                         log_q_correction)
+
+
+# seed 002 Tables 2 and 4: phi_1 = sigmoid beats the unit step "in most cases"; phi_2 = softplus at alpha = 1.0
+# is best on Amazon (Taobao, the larger catalogue, prefers phi_2 = exponential at alpha = 1.4)
+@register_loss("croloss-lambda")
+def croloss_lambda_loss(num_items: int, kernel: str = "softplus", alpha: float = 1.0, margin: float = 1.0,
+                        weight_kernel: str | None = "sigmoid", shared_negatives: bool = True,
+                        log_q_correction: bool = False) -> RetrieverLoss:
+    """CROLoss-Lambda (seed 002 eqs. 21-23): the rank estimated with weight_kernel (phi_1; 'step' allowed)."""
+    return _croloss_loss("croloss-lambda", num_items, kernel, alpha, margin, weight_kernel, shared_negatives,
+                         log_q_correction)

@@ -10,16 +10,21 @@ per row [B]. The teacher side never carries gradient: every function detaches it
   with the gradient of the KL (M held fixed where it stands for log Q); distill option 'corollary'.
 - `rank_distill` (RankDistill, Tang & Wang, KDD 2018, ref [41] of seed 000; B.3).
 - `co_distill` (Collaborative Distillation, Lee et al., ICDM 2019, ref [29] of seed 000; B.3).
-- `build_distill_loss(name, **options)` for 'kl', 'corollary', 'rankdistill', 'codistill' and 'none'.
+
+Each registers itself with `@register_distill_loss("name")` (`tandem.registry.DISTILL_LOSSES`); its keyword-only
+arguments are its options (settable from the config as `scheme.distill: {name: rankdistill, top_k: 5}`), except
+`temperature`, the sampler's T, which the wiring supplies. `build_distill_loss(name, **options)` returns the loss
+with its options bound.
 """
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+
+from tandem.registry import DISTILL_LOSSES, register_distill_loss
 
 DistillLoss = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
@@ -32,6 +37,7 @@ def _check(teacher: torch.Tensor, student: torch.Tensor, log_q: torch.Tensor | N
         raise ValueError(f"expected log_q of shape {tuple(teacher.shape)}, got {tuple(log_q.shape)}")
 
 
+@register_distill_loss("kl")
 def sampled_kl(teacher: torch.Tensor, student: torch.Tensor, log_q: torch.Tensor | None = None) -> torch.Tensor:
     """Sampled KL divergence KL(P_teacher^S || P_student^S) per row, [B] (Theorem 3.1).
 
@@ -50,6 +56,7 @@ def sampled_kl(teacher: torch.Tensor, student: torch.Tensor, log_q: torch.Tensor
     return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
 
 
+@register_distill_loss("corollary")
 def corollary_kl_estimate(
     teacher: torch.Tensor,
     student: torch.Tensor,
@@ -92,6 +99,7 @@ def _ranks(scores: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
+@register_distill_loss("rankdistill")
 def rank_distill(
     teacher: torch.Tensor,
     student: torch.Tensor,
@@ -139,6 +147,7 @@ def rank_distill(
     return -(weights * log_p.gather(-1, top)).sum(-1)
 
 
+@register_distill_loss("codistill")
 def co_distill(
     teacher: torch.Tensor,
     student: torch.Tensor,
@@ -169,38 +178,14 @@ def co_distill(
     return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(-1)
 
 
-def no_distill(teacher: torch.Tensor, student: torch.Tensor, log_q: torch.Tensor | None = None) -> torch.Tensor:
-    """Zero loss per row [B] (still connected to `student`, so backward works)."""
-    _check(teacher, student, log_q)
-    return (student * 0).sum(-1)
-
-
-DISTILL_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "kl": sampled_kl,
-    "corollary": corollary_kl_estimate,
-    "rankdistill": rank_distill,
-    "codistill": co_distill,
-    "none": no_distill,
-}
-
-
 def build_distill_loss(name: str, **options: Any) -> DistillLoss:
     """The distillation loss `name` as a function (teacher [B, L], student [B, L], log_q [B, L]) -> [B].
 
     Options are the keyword arguments of `rank_distill` / `co_distill` / `corollary_kl_estimate` ('temperature',
-    the sampler's T); 'kl' and 'none' take none. An unknown name or option raises ValueError naming it.
+    the sampler's T); 'kl' takes none. An unknown name or option raises ValueError naming it.
     """
-    import inspect
-
-    if name not in DISTILL_LOSSES:
-        raise ValueError(f"unknown distillation loss {name!r}; expected one of {sorted(DISTILL_LOSSES)}")
-    function = DISTILL_LOSSES[name]
-    allowed = [p.name for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for distillation loss {name!r}; allowed: {allowed}")
-    return partial(function, **options) if options else function
+    context = {"temperature": options.pop("temperature")} if "temperature" in options else {}
+    return DISTILL_LOSSES.build(name, context, options)
 
 
-__all__ = ["sampled_kl", "corollary_kl_estimate", "rank_distill", "co_distill", "no_distill",
-           "DISTILL_LOSSES", "build_distill_loss"]
+__all__ = ["sampled_kl", "corollary_kl_estimate", "rank_distill", "co_distill", "build_distill_loss"]

@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tandem.losses.registry import RetrieverLoss
 from tandem.losses.sampled_softmax import check_hit_mask, sampled_softmax
+from tandem.registry import register_loss
 
 __all__ = ["bpr", "triplet", "softmax_ce", "masked_mean"]
 
@@ -73,3 +75,45 @@ def binary_cross_entropy(pos: torch.Tensor, neg: torch.Tensor, hit_mask: torch.T
     """Pointwise BCE per row [B]: -log sigmoid(S_pos) - mean_i log sigmoid(-S_i) (the positive labelled 1, each
     negative 0) — the loss RecBole-style baselines such as SASRec-BCE train with."""
     return F.softplus(-pos) + masked_mean(F.softplus(neg), hit_mask)
+
+
+# ------------------------------------------------------------------------------------------- registered losses
+
+@register_loss("softmax")
+def softmax_loss() -> RetrieverLoss:
+    """The log-Q corrected sampled softmax (seed 000 eqs. 1-2)."""
+    def fn(pos, neg, pos_q, neg_q, rank, hits):
+        if (pos_q is None) != (neg_q is None):
+            raise ValueError("loss 'softmax' needs both pos_log_q and neg_log_q (or neither, for no correction)")
+        return softmax_ce(pos, neg, pos_q, neg_q, hit_mask=hits)
+
+    return RetrieverLoss("softmax", fn, {})
+
+
+@register_loss("softmax-noq")
+def softmax_noq_loss() -> RetrieverLoss:
+    """The sampled softmax without correction (seed 002 eq. 1)."""
+    return RetrieverLoss("softmax-noq", lambda pos, neg, pos_q, neg_q, rank, hits: softmax_ce(pos, neg, hit_mask=hits),
+                         {})
+
+
+@register_loss("bpr")
+def bpr_loss() -> RetrieverLoss:
+    """Mean over negatives of -log sigmoid(S_pos - S_neg) (seed 002 eq. 4)."""
+    return RetrieverLoss("bpr", lambda pos, neg, pos_q, neg_q, rank, hits: bpr(pos, neg, hit_mask=hits), {})
+
+
+@register_loss("bce")
+def bce_loss() -> RetrieverLoss:
+    """Pointwise binary cross-entropy: the positive labelled 1, each negative 0."""
+    return RetrieverLoss(
+        "bce", lambda pos, neg, pos_q, neg_q, rank, hits: binary_cross_entropy(pos, neg, hit_mask=hits), {})
+
+
+@register_loss("triplet")
+def triplet_loss(margin: float = 1.0) -> RetrieverLoss:
+    """Mean over negatives of (S_neg - S_pos + margin)_+ (seed 002 eq. 2)."""
+    def fn(pos, neg, pos_q, neg_q, rank, hits):
+        return triplet(pos, neg, margin, hit_mask=hits)
+
+    return RetrieverLoss("triplet", fn, {"margin": margin})

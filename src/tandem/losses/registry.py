@@ -1,5 +1,9 @@
 """Retriever losses by name, all behind one call signature so any scheme can use any of them with any sampler.
 
+Each loss registers a builder next to its function with `@register_loss("name")` (`tandem.registry.LOSSES`): the
+builder takes the loss's options (and `num_items`, the catalogue size, if it needs it) and returns a
+`RetrieverLoss`. `LOSS_NAMES` lists them all.
+
     loss = build_loss("croloss", num_items=N, alpha=1.2)
     per_row = loss(pos_score [B], neg_score [B, L], pos_log_q [B], neg_log_q [B, L], rank_estimate=None,
                    hit_mask=None)  # [B]; hit_mask [B, L] True where a negative is the row's positive
@@ -10,17 +14,14 @@ batch's B * n sampled items, neg_score [B, B * n], as CROLoss does in seed 002 s
 """
 from __future__ import annotations
 
-import inspect
 import operator
 from typing import Any, Callable
 
 import torch
 
-from tandem.losses.adasir import adasir, adasir_w
-from tandem.losses.croloss import croloss, get_kernel
-from tandem.losses.pairwise import binary_cross_entropy, bpr, softmax_ce, triplet
+from tandem.registry import LOSSES
 
-__all__ = ["RetrieverLoss", "build_loss", "LOSS_NAMES"]
+__all__ = ["RetrieverLoss", "build_loss", "need_neg_log_q", "LOSS_NAMES"]
 
 Tensor = torch.Tensor
 
@@ -88,104 +89,11 @@ class RetrieverLoss:
         return f"RetrieverLoss({self.name!r}{', ' if opts else ''}{opts})"
 
 
-def _need_neg_log_q(name: str, neg_log_q: Tensor | None) -> Tensor:
+def need_neg_log_q(name: str, neg_log_q: Tensor | None) -> Tensor:
+    """`neg_log_q`, or a ValueError saying that the loss `name` needs it."""
     if neg_log_q is None:
         raise ValueError(f"loss {name!r} needs neg_log_q [B, L] (log-probability of the proposal of each negative)")
     return neg_log_q
-
-
-def _softmax(num_items: int) -> RetrieverLoss:
-    def fn(pos, neg, pos_q, neg_q, rank, hits):
-        if (pos_q is None) != (neg_q is None):
-            raise ValueError("loss 'softmax' needs both pos_log_q and neg_log_q (or neither, for no correction)")
-        return softmax_ce(pos, neg, pos_q, neg_q, hit_mask=hits)
-
-    return RetrieverLoss("softmax", fn, {})
-
-
-def _softmax_noq(num_items: int) -> RetrieverLoss:
-    return RetrieverLoss("softmax-noq", lambda pos, neg, pos_q, neg_q, rank, hits: softmax_ce(pos, neg, hit_mask=hits),
-                         {})
-
-
-def _bpr(num_items: int) -> RetrieverLoss:
-    return RetrieverLoss("bpr", lambda pos, neg, pos_q, neg_q, rank, hits: bpr(pos, neg, hit_mask=hits), {})
-
-
-def _bce(num_items: int) -> RetrieverLoss:
-    return RetrieverLoss(
-        "bce", lambda pos, neg, pos_q, neg_q, rank, hits: binary_cross_entropy(pos, neg, hit_mask=hits), {})
-
-
-def _triplet(num_items: int, margin: float = 1.0) -> RetrieverLoss:
-    def fn(pos, neg, pos_q, neg_q, rank, hits):
-        return triplet(pos, neg, margin, hit_mask=hits)
-
-    return RetrieverLoss("triplet", fn, {"margin": margin})
-
-
-def _croloss_factory(name: str, default_weight_kernel: str | None, default_kernel: str, default_alpha: float):
-    def make(
-        num_items: int,
-        kernel: str = default_kernel,
-        alpha: float = default_alpha,
-        margin: float = 1.0,
-        weight_kernel: str | None = default_weight_kernel,
-        shared_negatives: bool = True,
-        log_q_correction: bool = False,
-    ) -> RetrieverLoss:
-        get_kernel(kernel, margin)  # fail at build time on a bad kernel name or margin
-        if weight_kernel is not None:
-            get_kernel(weight_kernel, margin)
-        elif name == "croloss-lambda":
-            raise ValueError("loss 'croloss-lambda' needs a weight_kernel (phi_1); use 'croloss' for none")
-        if weight_kernel is None and kernel == "step":
-            raise ValueError("kernel 'step' has no gradient; it is allowed only as weight_kernel")
-
-        def fn(pos, neg, pos_q, neg_q, rank, hits):
-            return croloss(
-                pos, neg, kernel=kernel, alpha=alpha, num_items=num_items, weight_kernel=weight_kernel,
-                margin=margin, neg_log_q=neg_q if log_q_correction else None, hit_mask=hits, reduction="none",
-            )
-
-        options = {"kernel": kernel, "alpha": alpha, "margin": margin, "weight_kernel": weight_kernel,
-                   "shared_negatives": shared_negatives, "log_q_correction": log_q_correction}
-        return RetrieverLoss(name, fn, options, shares_negatives=shared_negatives)
-
-    return make
-
-
-def _adasir(num_items: int, pairwise: str = "bpr", margin: float = 1.0) -> RetrieverLoss:
-    def fn(pos, neg, pos_q, neg_q, rank, hits):
-        return adasir(pos, neg, _need_neg_log_q("adasir", neg_q), pairwise=pairwise, margin=margin, hit_mask=hits)
-
-    return RetrieverLoss("adasir", fn, {"pairwise": pairwise, "margin": margin})
-
-
-def _adasir_w(num_items: int, pairwise: str = "bpr", margin: float = 1.0) -> RetrieverLoss:
-    def fn(pos, neg, pos_q, neg_q, rank, hits):
-        return adasir_w(pos, neg, _need_neg_log_q("adasir-w", neg_q), rank, pairwise=pairwise, margin=margin,
-                        hit_mask=hits)
-
-    return RetrieverLoss("adasir-w", fn, {"pairwise": pairwise, "margin": margin}, needs_rank_estimate=True)
-
-
-_BUILDERS: dict[str, Callable[..., RetrieverLoss]] = {
-    "softmax": _softmax,
-    "softmax-noq": _softmax_noq,
-    "bpr": _bpr,
-    "bce": _bce,
-    "triplet": _triplet,
-    # seed 002 Table 2: softplus with alpha = 1.0 is the best plain CROLoss on Amazon and always best or second best
-    "croloss": _croloss_factory("croloss", None, "softplus", 1.0),
-    # seed 002 Tables 2 and 4: phi_1 = sigmoid beats the unit step "in most cases"; phi_2 = softplus at alpha = 1.0
-    # is best on Amazon (Taobao, the larger catalogue, prefers phi_2 = exponential at alpha = 1.4)
-    "croloss-lambda": _croloss_factory("croloss-lambda", "sigmoid", "softplus", 1.0),
-    "adasir": _adasir,
-    "adasir-w": _adasir_w,
-}
-
-LOSS_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
 
 def build_loss(name: str, *, num_items: int, **options: Any) -> RetrieverLoss:
@@ -205,20 +113,16 @@ def build_loss(name: str, *, num_items: int, **options: Any) -> RetrieverLoss:
 
     An unknown name or option is a ValueError that names it.
     """
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSS_NAMES)}")
     try:
         num_items = operator.index(num_items)
     except TypeError:
         raise ValueError(f"num_items must be a positive int, got {num_items!r}") from None
     if num_items < 1:
         raise ValueError(f"num_items must be a positive int, got {num_items!r}")
-    builder = _BUILDERS[name]
-    accepted = [p for p in inspect.signature(builder).parameters if p != "num_items"]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for loss {name!r}; "
-            f"expected {', '.join(accepted) if accepted else 'none'}"
-        )
-    return builder(num_items, **options)
+    return LOSSES.build(name, {"num_items": num_items}, options)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LOSS_NAMES":  # every registered loss, found when first asked (module attribute, PEP 562)
+        return tuple(LOSSES)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

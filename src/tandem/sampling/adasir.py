@@ -21,11 +21,13 @@ import math
 import numpy as np
 import torch
 
+from tandem.registry import register_sampler
 from tandem.sampling._common import CHUNK_ELEMENTS, VectorSampler, popularity_weights
 
 PROPOSALS = ("uniform", "popularity")
 
 
+@register_sampler("adasir")
 class AdaSIRSampler(VectorSampler):
     """Importance-resampled per-context pools; negatives are drawn uniformly from the context's pool.
 
@@ -171,15 +173,6 @@ class AdaSIRSampler(VectorSampler):
             self.log_normalisers[ids] = log_norm.float()
             self.context_queries[ids] = q.cpu().to(self.context_queries.dtype)
             self.built[ids] = True
-
-    def reset_pools(self) -> None:
-        """Forget every pool (the next refresh_pools starts from empty pools, Algorithm 1 line 1)."""
-        self.pools.zero_()
-        self.pool_log_weights.zero_()
-        self.candidates.zero_()
-        self.log_normalisers.zero_()
-        self.context_queries = None
-        self.built.zero_()
 
     def pool_distribution(self, contexts: torch.Tensor) -> torch.Tensor:
         """Empirical item frequencies of the pools [C, N+1] (column 0 = padding, always 0): the distribution that

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import torch
 
+from tandem.registry import register_sampler
 from tandem.sampling._common import VectorSampler
 
 
+@register_sampler("exact")
 class ExactSampler(VectorSampler):
     """Draws from the exact softmax of the stored item vectors; log_q is the exact normalised log-probability.
 

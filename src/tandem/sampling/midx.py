@@ -34,6 +34,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
+from tandem.registry import register_sampler
 from tandem.sampling._common import VectorSampler, popularity_weights
 
 
@@ -414,3 +415,21 @@ class MIDXSampler(VectorSampler):
         stats = self._query_stats(query)
         items = torch.arange(1, self.num_items + 1, device=stats[0].device).expand(stats[0].shape[0], -1)
         return self._log_q_of(stats, items)
+
+
+@register_sampler("midx")
+def midx(num_items: int, num_clusters: int = 64, temperature: float = 1.0, niter: int = 20,
+         max_points_per_centroid: int = 256, seed: int | None = None, exclude_padding: bool = True) -> MIDXSampler:
+    """MIDX over softmax(M / T) (seed 000 sec. 3.2.2): uniform inside a cell."""
+    return MIDXSampler(num_items, num_clusters, temperature, None, niter=niter,
+                       max_points_per_centroid=max_points_per_centroid, seed=seed, exclude_padding=exclude_padding)
+
+
+@register_sampler("midx-pop")
+def midx_pop(num_items: int, item_counts: np.ndarray | torch.Tensor, num_clusters: int = 64,
+             temperature: float = 1.0, beta: float = 1.0, smoothing: float = 1.0, niter: int = 20,
+             max_points_per_centroid: int = 256, seed: int | None = None,
+             exclude_padding: bool = True) -> MIDXSampler:
+    """MIDX with items drawn by popularity inside a cell (`item_counts` from the training data)."""
+    return MIDXSampler(num_items, num_clusters, temperature, item_counts, beta, smoothing, niter,
+                       max_points_per_centroid, seed, exclude_padding)

@@ -6,7 +6,9 @@ import math
 import numpy as np
 import torch
 
+from tandem.registry import register_sampler
 from tandem.sampling._common import popularity_weights
+from tandem.sampling.base import Sampler
 from tandem.sampling.base import Sampler
 
 
@@ -67,3 +69,21 @@ class PopularitySampler(Sampler):
         """log Q(i); -inf for padding (its weight is 0)."""
         out = self.log_probs.to(items.device)[items.clamp_min(0)]
         return out.masked_fill(items <= 0, float("-inf"))
+
+
+def _generator(seed: int | None) -> torch.Generator | None:
+    return None if seed is None else torch.Generator().manual_seed(int(seed))
+
+
+@register_sampler("uniform")
+def uniform(num_items: int, seed: int | None = None) -> UniformSampler:
+    """Q(i) = 1/N; `seed` seeds the draws."""
+    return UniformSampler(num_items, _generator(seed))
+
+
+@register_sampler("popularity")
+def popularity(num_items: int, item_counts: np.ndarray | torch.Tensor, beta: float = 1.0, smoothing: float = 1.0,
+               seed: int | None = None, transform: str = "power") -> PopularitySampler:
+    """Q(i) proportional to (count(i) + smoothing) ** beta (or its log, `transform: log`); `item_counts` comes
+    from the training data."""
+    return PopularitySampler(num_items, item_counts, beta, smoothing, _generator(seed), transform)

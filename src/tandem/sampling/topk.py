@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from tandem.registry import register_sampler
 from tandem.sampling._common import CHUNK_ELEMENTS, VectorSampler
 
 
@@ -28,6 +29,7 @@ class _ExactScoreSampler(VectorSampler):
         return num
 
 
+@register_sampler("dns")
 class DNSSampler(_ExactScoreSampler):
     """Dynamic negative sampling: each negative is the highest-scored of `candidate_size` uniform candidates.
 
@@ -85,6 +87,7 @@ class DNSSampler(_ExactScoreSampler):
         return torch.cat(out).masked_fill(items <= 0, float("-inf"))
 
 
+@register_sampler("toprand")
 class TopRandSampler(_ExactScoreSampler):
     """TopRand (seed 000 sec. 4.4): `num` items picked uniformly without replacement from the exact top
     `top_factor * num` items of each query.
@@ -135,6 +138,7 @@ class TopRandSampler(_ExactScoreSampler):
         return out.masked_fill(items <= 0, float("-inf"))
 
 
+@register_sampler("top&rand")
 class TopAndRandSampler(_ExactScoreSampler):
     """Top&Rand (seed 000 sec. 4.4): the exact top num//2 items plus num - num//2 uniform items.
 

@@ -32,9 +32,12 @@ from tandem.evaluation.metrics import metrics_from_ranks, top_k_by_score
 from tandem.evaluation.ranking import masked_scores
 from tandem.losses.sampled_softmax import sampled_softmax
 from tandem.models.retrievers.base import Retriever
+from tandem.registry import DISTILL_LOSSES, register_scheme
 from tandem.sampling.base import Sampler
 from tandem.sampling.static import UniformSampler
-from tandem.training.schemes import Batch, LossFn, Scheme, draw_negatives, retriever_loss
+from tandem.losses.pairwise import softmax_loss
+from tandem.training.schemes import (Batch, LossFn, Scheme, apply_retriever_loss, as_retriever_loss, draw_negatives,
+                                     retriever_loss)
 
 DistillFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 RankBatch = Callable[[Batch, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -227,6 +230,7 @@ def _check_ranker_loss(kind: str) -> str:
     return kind
 
 
+@register_scheme("independent")
 class IndependentScheme(CooperativeScheme):
     """Retriever and ranker each trained alone (B.1); evaluated as a two-stage pipeline.
 
@@ -237,7 +241,7 @@ class IndependentScheme(CooperativeScheme):
                  refresh: str | int = "epoch", seed: int = 0, ranker_loss: str = "bce",
                  ranker_exclude_history: bool = False, fusion: bool = False) -> None:
         super().__init__(retriever, ranker, sampler, num_negatives, refresh, fusion)
-        self.loss = loss
+        self.loss = as_retriever_loss(loss)
         self.ranker_loss_kind = _check_ranker_loss(ranker_loss)
         self.ranker_exclude_history = ranker_exclude_history
         self.ranker_sampler = UniformSampler(retriever.num_items, torch.Generator().manual_seed(seed + 1))
@@ -251,18 +255,29 @@ class IndependentScheme(CooperativeScheme):
         }
 
 
+@register_scheme("corr")
 class CoRRScheme(CooperativeScheme):
     """Algorithm 1 of seed 000 (with `distill_warmup`, `distill_gate` and `fusion` off, the defaults).
 
-    Accidental hits (a negative equal to the row's positive) are left out of both sampled softmaxes."""
+    The retriever's own loss is the configured `loss` (default, and Algorithm 1's: the log-Q corrected sampled
+    softmax) over the row's sampled negatives, the same ones the ranker's sampled softmax and the distillation see;
+    a loss that shares negatives across the batch (CROLoss's default) does not fit and is refused. Accidental hits
+    (a negative equal to the row's positive) are left out of every loss."""
+
+    components = {"distill": (DISTILL_LOSSES, "kl")}
 
     def __init__(self, retriever: Retriever, ranker: nn.Module, sampler: Sampler, num_negatives: int,
                  distill: DistillFn | None, distill_weight: float = 1.0, refresh: str | int = "epoch",
                  distill_warmup: int = 0, distill_gate: bool = False, ranker_exclude_history: bool = False,
-                 fusion: bool = False) -> None:
+                 fusion: bool = False, loss: LossFn | None = None) -> None:
         super().__init__(retriever, ranker, sampler, num_negatives, refresh, fusion)
         if distill_weight < 0 or distill_warmup < 0:
             raise ValueError("distill_weight and distill_warmup must be >= 0")
+        self.loss = as_retriever_loss(loss if loss is not None else softmax_loss())
+        if self.loss.shares_negatives:
+            raise ValueError(f"config key 'loss.shared_negatives': scheme 'corr' scores each row against its own "
+                             f"sampled negatives (those the ranker and the distillation see); loss "
+                             f"{self.loss.name!r} shares them across the batch: set loss.shared_negatives: false")
         self.distill = distill
         self.distill_weight = distill_weight
         self.distill_warmup = int(distill_warmup)
@@ -289,10 +304,11 @@ class CoRRScheme(CooperativeScheme):
         candidates = torch.cat([positives.unsqueeze(1), negatives], dim=1)
         retriever_scores = torch.einsum("bd,bld->bl", query, vectors[candidates])
         ranker_scores = self.ranker.score(batch, candidates)
-        hits = excluded_negatives(batch, negatives, False)
         ranker_excluded = excluded_negatives(batch, negatives, self.ranker_exclude_history)
         losses = {
-            "retriever": masked_sampled_softmax(retriever_scores, pos_log_q, neg_log_q, hits),
+            "retriever": apply_retriever_loss(self.loss, self.sampler, query, positives, retriever_scores[:, 0],
+                                              retriever_scores[:, 1:], pos_log_q, neg_log_q, negatives,
+                                              batch.get("context")),
             "ranker": masked_sampled_softmax(ranker_scores, pos_log_q, neg_log_q, ranker_excluded),
         }
         weight = self.current_distill_weight()
@@ -314,6 +330,7 @@ def exact_top_k(query: torch.Tensor, vectors: torch.Tensor, k: int, exclude: tor
 RANKFLOW_SCHEDULES = ("phased", "joint")
 
 
+@register_scheme("rankflow")
 class RankFlowScheme(CooperativeScheme):
     """RankFlow (ref. [34] of seed 000). With `schedule: phased` (default) it trains as the authors' code does,
     in phases of whole epochs:
@@ -345,7 +362,7 @@ class RankFlowScheme(CooperativeScheme):
             raise ValueError("RankFlow epochs must be >= 0, with self_epochs + tutor_epochs >= 1")
         if not (self_lr > 0 and tutor_lr > 0 and 0.0 <= tutor_alpha <= 1.0):
             raise ValueError("RankFlow needs self_lr > 0, tutor_lr > 0 and 0 <= tutor_alpha <= 1")
-        self.loss = loss
+        self.loss = as_retriever_loss(loss)
         self.top_k, self.tutor_top, self.tutor_weight = top_k, tutor_top, tutor_weight
         self.schedule = schedule
         self.warmup_epochs, self.self_epochs, self.tutor_epochs = warmup_epochs, self_epochs, tutor_epochs
@@ -369,6 +386,9 @@ class RankFlowScheme(CooperativeScheme):
             optimizers["sgd-self"] = torch.optim.SGD(parameters, lr=self.self_lr, weight_decay=weight_decay)
             optimizers["sgd-tutor"] = torch.optim.SGD(parameters, lr=self.tutor_lr, weight_decay=weight_decay)
         return optimizers
+
+    def trained_models(self) -> tuple[str, ...]:
+        return ("retriever",) if self.phase() == "tutor" else ("retriever", "ranker")
 
     def active_optimizers(self, epoch: int) -> tuple[str, ...]:
         phase = self.phase(epoch)
@@ -440,18 +460,28 @@ def gated_cascade(retriever_scores: torch.Tensor, ranker_scores: torch.Tensor) -
     return p1 * (1 - g1) + p2 * (1 - g2) * g1
 
 
+@register_scheme("icc")
 class ICCScheme(CooperativeScheme):
     """Joint cascade (ref. [11] of seed 000): one score combines both stages, the earlier stage weighing more, and
     the combination is trained end to end on the sampler's negatives (gradient into both models).
 
     `form: gated` (default, the authors' code): the sigmoid-gated cascade of `gated_cascade` trained with binary
     cross-entropy (positive 1, each negative 0). `form: weighted`: w_r M + (1 - w_r) R with w_r > 0.5, trained with
-    the sampled softmax. `retriever_loss: true` adds the retriever's own sampled softmax (off in the authors' code).
+    the sampled softmax. `retriever_loss: true` adds the retriever's own loss, the configured `loss` (default the
+    sampled softmax; off in the authors' code); without it the `loss` section must stay the default.
     """
+
+    @classmethod
+    def check_sections(cls, options: dict[str, Any], sections: dict[str, Any]) -> None:
+        loss = dict(sections.get("loss") or {})
+        if not options.get("retriever_loss", False) and loss != {"name": "softmax"}:
+            raise ValueError(f"config key 'loss': scheme 'icc' trains the joint cascade score with its own loss "
+                             f"(BCE for form 'gated', the sampled softmax for 'weighted'); the loss section {loss} "
+                             f"is the retriever's own loss, used only with scheme.retriever_loss: true")
 
     def __init__(self, retriever: Retriever, ranker: nn.Module, sampler: Sampler, num_negatives: int,
                  retriever_weight: float = 0.7, refresh: str | int = "epoch", fusion: bool = False,
-                 form: str = "gated", retriever_loss: bool = False) -> None:
+                 form: str = "gated", retriever_loss: bool = False, loss: LossFn | None = None) -> None:
         super().__init__(retriever, ranker, sampler, num_negatives, refresh, fusion)
         if not 0.5 < retriever_weight <= 1.0:
             raise ValueError(f"retriever_weight must be in (0.5, 1] (the earlier stage weighs more), got {retriever_weight}")
@@ -460,6 +490,7 @@ class ICCScheme(CooperativeScheme):
         self.retriever_weight = retriever_weight
         self.form = form
         self.own_retriever_loss = bool(retriever_loss)
+        self.loss = as_retriever_loss(loss if loss is not None else softmax_loss())
 
     def joint_scores(self, retriever_scores: torch.Tensor, ranker_scores: torch.Tensor) -> torch.Tensor:
         if self.form == "gated":
@@ -489,5 +520,7 @@ class ICCScheme(CooperativeScheme):
         else:
             losses["joint"] = masked_sampled_softmax(joint, pos_log_q, neg_log_q, hits)
         if self.own_retriever_loss:
-            losses["retriever"] = masked_sampled_softmax(retriever_scores, pos_log_q, neg_log_q, hits)
+            losses["retriever"] = apply_retriever_loss(self.loss, self.sampler, query, batch["item"],
+                                                       retriever_scores[:, 0], retriever_scores[:, 1:], pos_log_q,
+                                                       neg_log_q, negatives, batch.get("context"))
         return losses

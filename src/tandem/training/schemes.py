@@ -5,14 +5,16 @@ it belongs to (stop-gradients are placed by the scheme), so a summed step equals
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
 from tandem.data.splits import EvalSet, TrainSet, iterate_batches
 from tandem.evaluation import evaluate_batches, full_ranking_metrics
+from tandem.losses.registry import RetrieverLoss
 from tandem.models.retrievers.base import Retriever
+from tandem.registry import Registry, register_scheme
 from tandem.sampling.base import Sampler
 
 Batch = dict[str, torch.Tensor]
@@ -54,6 +56,16 @@ class SamplerRefresher:
             self.refresh(train)
 
 
+def as_retriever_loss(loss: LossFn | RetrieverLoss) -> RetrieverLoss:
+    """`loss` as a RetrieverLoss: one built by `build_loss` as it is, a plain function
+    `(pos [B], neg [B, L], pos_log_q, neg_log_q, hit_mask=None) -> [B]` (e.g. `sampled_softmax`) wrapped."""
+    if isinstance(loss, RetrieverLoss):
+        return loss
+    name = getattr(loss, "__name__", type(loss).__name__)
+    return RetrieverLoss(name, lambda pos, neg, pos_q, neg_q, rank, hits: loss(pos, neg, pos_q, neg_q, hit_mask=hits),
+                         {})
+
+
 def draw_negatives(
     sampler: Sampler, query: torch.Tensor, positives: torch.Tensor, num: int, context: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -68,10 +80,22 @@ def draw_negatives(
 class Scheme(nn.Module):
     """Base of all schemes: the models, the retriever's negative sampler and the hooks that keep it fresh.
 
-    Subclasses implement `losses` and may extend `evaluate`.
+    Subclasses implement `losses` and may extend `evaluate`. A scheme registers itself with
+    `@register_scheme("name")`; its constructor's parameters are its config: the context it names (`retriever`,
+    `ranker`, `sampler`, `loss`, `num_negatives`, `refresh`, `seed`) is what it consumes of the other config sections,
+    every other parameter is a `scheme:` option.
     """
 
     cooperative: bool = False
+    #: options that name a component of another registry: option -> (registry, default name), e.g. CoRR's
+    #: `distill: kl` or `distill: {name: rankdistill, top_k: 5}`; the wiring builds them ('none' gives None)
+    components: ClassVar[dict[str, tuple[Registry, str]]] = {}
+
+    @classmethod
+    def check_sections(cls, options: dict[str, Any], sections: dict[str, Any]) -> None:
+        """Config-time checks of how this scheme can use the config's sections (`sections`: name -> the section,
+        `options`: its own scheme options), beyond what its constructor's signature says; ValueError naming the
+        key. The default: none."""
 
     def __init__(
         self,
@@ -101,9 +125,19 @@ class Scheme(nn.Module):
         """Names of the optimizers that step during `epoch` (1-based); the default: all of them."""
         return ("adam",)
 
+    def trained_models(self) -> tuple[str, ...]:
+        """The models ('retriever', 'ranker') this step trains; the default: all of them."""
+        return ("retriever",) if self.ranker is None else ("retriever", "ranker")
+
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """The losses of a batch; `forward` so DistributedDataParallel can wrap a scheme."""
-        return self.losses(batch)
+        """The losses of a batch, with each trained model's `auxiliary_loss` (when not None) as
+        '<model>_auxiliary'; `forward` so DistributedDataParallel can wrap a scheme."""
+        losses = self.losses(batch)
+        for name in self.trained_models():
+            extra = getattr(self, name).auxiliary_loss(batch)
+            if extra is not None:
+                losses[f"{name}_auxiliary"] = extra
+        return losses
 
     def on_epoch_start(self, train: TrainSet) -> None:
         """Refresh the sampler (index, pools) at the start of an epoch."""
@@ -122,6 +156,7 @@ class Scheme(nn.Module):
         return evaluate_batches(eval_set, full_ranking_metrics(self.retriever.score_all, cutoffs), batch_size, device)
 
 
+@register_scheme("retriever")
 class RetrieverScheme(Scheme):
     """A retriever alone, trained with any retriever loss on any sampler's negatives."""
 
@@ -129,16 +164,41 @@ class RetrieverScheme(Scheme):
         self, retriever: Retriever, sampler: Sampler, loss: LossFn, num_negatives: int, refresh: str | int = "epoch"
     ) -> None:
         super().__init__(retriever, sampler, num_negatives, refresh)
-        self.loss = loss
+        self.loss = as_retriever_loss(loss)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         return {"retriever": retriever_loss(self.retriever, self.sampler, self.loss, self.num_negatives, batch)}
 
 
+def apply_retriever_loss(
+    loss: RetrieverLoss,
+    sampler: Sampler,
+    query: torch.Tensor,
+    positives: torch.Tensor,
+    pos_score: torch.Tensor,
+    neg_score: torch.Tensor,
+    pos_log_q: torch.Tensor | None,
+    neg_log_q: torch.Tensor | None,
+    compared: torch.Tensor,
+    context: torch.Tensor | None,
+) -> torch.Tensor:
+    """Mean of `loss` over a batch whose rows are scored against the items `compared` [B, L]: accidental hits
+    (a compared item equal to the row's positive) are masked, and a loss that needs it gets the sampler's estimate
+    of each positive's rank."""
+    extra: dict[str, torch.Tensor] = {"hit_mask": compared == positives.reshape(-1, 1).to(compared.device)}
+    if loss.needs_rank_estimate:
+        estimate_rank = getattr(sampler, "estimate_rank", None)
+        if estimate_rank is None:
+            raise ValueError("this loss needs a rank estimate of the positive; use the 'adasir' sampler")
+        with torch.no_grad():
+            extra["rank_estimate"] = estimate_rank(query.detach(), positives, context=context)
+    return loss(pos_score, neg_score, pos_log_q, neg_log_q, **extra).mean()
+
+
 def retriever_loss(
     retriever: Retriever,
     sampler: Sampler,
-    loss: LossFn,
+    loss: RetrieverLoss,
     num_negatives: int,
     batch: Batch,
     query: torch.Tensor | None = None,
@@ -157,8 +217,7 @@ def retriever_loss(
     negatives, neg_log_q, pos_log_q = draw_negatives(sampler, query, positives, num_negatives, context)
     vectors = retriever.item_vectors()
     pos_score = (query * vectors[positives]).sum(-1)
-    extra: dict[str, torch.Tensor] = {}
-    if getattr(loss, "shares_negatives", False):
+    if loss.shares_negatives:
         flat = negatives.reshape(-1)
         compared = flat.unsqueeze(0).expand(query.shape[0], -1)  # the items every row is compared with
         neg_score = query @ vectors[flat].T
@@ -172,11 +231,5 @@ def retriever_loss(
     else:
         compared = negatives
         neg_score = torch.einsum("bd,bld->bl", query, vectors[negatives])
-    extra["hit_mask"] = compared == positives.reshape(-1, 1).to(compared.device)
-    if getattr(loss, "needs_rank_estimate", False):
-        estimate_rank = getattr(sampler, "estimate_rank", None)
-        if estimate_rank is None:
-            raise ValueError("this loss needs a rank estimate of the positive; use the 'adasir' sampler")
-        with torch.no_grad():
-            extra["rank_estimate"] = estimate_rank(query.detach(), positives, context=context)
-    return loss(pos_score, neg_score, pos_log_q, neg_log_q, **extra).mean()
+    return apply_retriever_loss(loss, sampler, query, positives, pos_score, neg_score, pos_log_q, neg_log_q,
+                                compared, context)
