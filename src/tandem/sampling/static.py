@@ -9,7 +9,6 @@ import torch
 from tandem.registry import register_sampler
 from tandem.sampling._common import popularity_weights
 from tandem.sampling.base import Sampler
-from tandem.sampling.base import Sampler
 
 
 class UniformSampler(Sampler):

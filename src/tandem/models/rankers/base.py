@@ -8,9 +8,19 @@ from torch import nn
 
 
 class Ranker(nn.Module, ABC):
-    """R(i, c): an expressive model scoring candidate items for each context of a batch."""
+    """R(i, c): an expressive model scoring candidate items for each context of a batch.
+
+    `inputs` names the batch fields `score` reads ("user", "history"; a model whose inputs depend on its options
+    sets `self.inputs` in `__init__`); `auxiliary_loss(batch)` is an optional extra objective every scheme adds to
+    the step's losses when it is not None (see `Retriever`).
+    """
 
     num_items: int
+    inputs: frozenset[str] = frozenset({"user"})
+
+    def auxiliary_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """An extra loss of the model's own for a training batch (a scalar), or None (the default: none)."""
+        return None
 
     @abstractmethod
     def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor) -> torch.Tensor:

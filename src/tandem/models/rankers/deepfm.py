@@ -49,6 +49,7 @@ class DeepFM(Ranker):
         self.num_users = num_users
         self.num_items = num_items
         self.use_history = use_history
+        self.inputs = frozenset({"user", "history"} if use_history else {"user"})
         d = embedding_dim
         # second-order / deep embeddings
         self.user_embedding = nn.Embedding(num_users, d)

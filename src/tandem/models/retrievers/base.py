@@ -17,9 +17,16 @@ class Retriever(nn.Module, ABC):
     items (training, samplers, evaluation, FAISS serving) goes through these two methods. Subclasses implement
     `encode(batch)` and `item_table()`; with `similarity="cosine"` both sides are L2-normalised and the query is
     scaled by `tau`, so the inner product is S = tau * cos(u, v) (seed 002 sec. 4.1) and stays an inner product.
+
+    `inputs` names the batch fields `query` reads ("user": ids 0..U-1, "history": [B, H] item ids left-padded with
+    0); serving and the data checks ask it (a model reading "history" needs the sequential task; one reading
+    "user" cannot serve an anonymous history). A model whose inputs depend on its options sets `self.inputs` in
+    `__init__`. `auxiliary_loss(batch)` is an optional extra objective of the model's own (a masked-item loss, a
+    second scorer's loss): every scheme adds it to the step's losses when it is not None.
     """
 
     num_items: int
+    inputs: frozenset[str] = frozenset({"user"})
     similarity: str = "dot"
     tau: float = 1.0
 
@@ -29,6 +36,10 @@ class Retriever(nn.Module, ABC):
         if tau <= 0:
             raise ValueError(f"tau must be > 0, got {tau}")
         self.similarity, self.tau = similarity, float(tau)
+
+    def auxiliary_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """An extra loss of the model's own for a training batch (a scalar), or None (the default: none)."""
+        return None
 
     @abstractmethod
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

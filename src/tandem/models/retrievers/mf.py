@@ -13,6 +13,8 @@ from tandem.registry import register_retriever
 class MF(Retriever):
     """M(i, u) = <p_u, q_i>. Needs `batch["user"]` [B] (ids 0..U-1)."""
 
+    inputs = frozenset({"user"})
+
     def __init__(
         self,
         num_users: int,
