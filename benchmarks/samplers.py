@@ -1,6 +1,6 @@
 """Sampler speed and accuracy at 10,000 and 1,000,000 items in one run, written to benchmarks/results/samplers.json.
 
-Calls `tandem.sampling.bench.main` (the same as `tandem bench samplers --items 10000 1000000 ...`) once with both
+Calls `sampler_bench.main` (the same as `python benchmarks/sampler_bench.py --items 10000 1000000 ...`) once with both
 sizes, on one thread (torch and FAISS): time per batch of B=512 queries x 20 draws (+ log_prob of the positives)
 for uniform / exact / MIDX / AdaSIR, MIDX index build and warm rebuild, KL of each proposal to the exact softmax,
 MIDX with K in {16, 64, 256}; then the MIDX batch of both sizes timed again in alternation, and the goals of
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from tandem.sampling.bench import main as bench_main
+from sampler_bench import main as bench_main  # beside this file
 from tandem.utils import atomic_write_json
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

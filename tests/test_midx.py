@@ -149,8 +149,10 @@ def test_rebuild_refuses_non_finite_vectors():
 
 
 def test_bench_compares_sizes_in_one_run(tmp_path):
-    """`tandem bench samplers --items A B` measures both sizes and reports the issue-10 goals from one run."""
-    from tandem.sampling.bench import main as bench_main
+    """`benchmarks/sampler_bench.py --items A B` measures both sizes and reports the issue-10 goals from one run."""
+    from test_sampling_adaptive import sampler_bench
+
+    bench_main = sampler_bench().main
 
     out = tmp_path / "two.json"
     result = bench_main(["--items", "400", "800", "--queries", "16", "--negatives", "4", "--dim", "8",

@@ -1,4 +1,4 @@
-"""The `tandem` command: train, evaluate, data stats, bench."""
+"""The `tandem` command: train, evaluate, experiment, data stats, recommend, serve (benchmarks live in benchmarks/)."""
 from __future__ import annotations
 
 import argparse
@@ -88,14 +88,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_bench_samplers(argv: list[str]) -> int:
-    """`tandem bench samplers ARGS`: the sampler benchmark owns its arguments (see `--help`)."""
-    from tandem.sampling.bench import main as bench_main
-
-    bench_main(argv)
-    return 0
-
-
 class Parser(argparse.ArgumentParser):
     """argparse with its errors on one line (`tandem train: error: ...; see --help`), exit status 2."""
 
@@ -163,13 +155,6 @@ written last: a directory without it is unfinished. One tandem train at a time w
     stats.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     stats.set_defaults(handler=cmd_data_stats)
 
-    bench = commands.add_parser("bench", help="benchmarks")
-    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
-    bench_commands.add_parser(
-        "samplers", help="time the negative samplers and measure their distance to the exact softmax",
-        add_help=False,  # `tandem bench samplers --help` shows the benchmark's own options
-    )
-
     from tandem.serving.cli import add_serving_commands
 
     add_serving_commands(commands)
@@ -179,11 +164,8 @@ written last: a directory without it is unfinished. One tandem train at a time w
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    bench_samplers = argv[:2] == ["bench", "samplers"]
-    args = None if bench_samplers else parser.parse_args(argv)
+    args = parser.parse_args(argv)
     try:
-        if bench_samplers:
-            return run_bench_samplers(argv[2:])
         return int(args.handler(args) or 0)
     except TandemError as error:
         print(f"tandem: error: {error}", file=sys.stderr)

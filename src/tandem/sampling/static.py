@@ -19,11 +19,15 @@ class UniformSampler(Sampler):
         self.generator = generator
         self._log_q = -math.log(num_items)
 
+    def draw(self, rows: int, num: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """`num` uniform items [rows, num] per row (no query needed: the distribution ignores it)."""
+        return torch.randint(1, self.num_items + 1, (rows, num), generator=self.generator, device=device)
+
     def sample(
         self, query: torch.Tensor, num: int, context: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batch = query.shape[0]
-        items = torch.randint(1, self.num_items + 1, (batch, num), generator=self.generator, device=query.device)
+        items = self.draw(batch, num, query.device)
         return items, torch.full((batch, num), self._log_q, device=query.device)
 
     def log_prob(

@@ -31,7 +31,7 @@ from tandem.evaluation import evaluate_batches, full_ranking_metrics
 from tandem.evaluation.metrics import metrics_from_ranks, top_k_by_score
 from tandem.evaluation.ranking import masked_scores
 from tandem.losses.sampled_softmax import sampled_softmax
-from tandem.models.retrievers.base import Retriever
+from tandem.models.retrievers.base import Retriever, score_items, with_positive
 from tandem.registry import DISTILL_LOSSES, register_scheme
 from tandem.sampling.base import Sampler
 from tandem.sampling.static import UniformSampler
@@ -216,8 +216,7 @@ def masked_bce(scores: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
 def ranker_loss(ranker: nn.Module, batch: Batch, negatives: torch.Tensor, neg_log_q: torch.Tensor | None,
                 pos_log_q: torch.Tensor | None, kind: str = "softmax", exclude_history: bool = False) -> torch.Tensor:
     """The ranker's loss over the positive and `negatives`: log-Q corrected sampled softmax, or BCE."""
-    candidates = torch.cat([batch["item"].unsqueeze(1), negatives], dim=1)
-    scores = ranker.score(batch, candidates)
+    scores = ranker.score(batch, with_positive(batch["item"], negatives))
     excluded = excluded_negatives(batch, negatives, exclude_history)
     if kind == "bce":
         return masked_bce(scores, excluded)
@@ -247,7 +246,7 @@ class IndependentScheme(CooperativeScheme):
         self.ranker_sampler = UniformSampler(retriever.num_items, torch.Generator().manual_seed(seed + 1))
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        negatives, _ = self.ranker_sampler.sample(batch["item"].unsqueeze(1), self.num_negatives)
+        negatives = self.ranker_sampler.draw(batch["item"].shape[0], self.num_negatives, batch["item"].device)
         return {
             "retriever": retriever_loss(self.retriever, self.sampler, self.loss, self.num_negatives, batch),
             "ranker": ranker_loss(self.ranker, batch, negatives, None, None,  # uniform Q cancels
@@ -301,8 +300,8 @@ class CoRRScheme(CooperativeScheme):
             self.sampler, query, positives, self.num_negatives, batch.get("context")
         )
         vectors = self.retriever.item_vectors()
-        candidates = torch.cat([positives.unsqueeze(1), negatives], dim=1)
-        retriever_scores = torch.einsum("bd,bld->bl", query, vectors[candidates])
+        candidates = with_positive(positives, negatives)
+        retriever_scores = score_items(query, vectors, candidates)
         ranker_scores = self.ranker.score(batch, candidates)
         ranker_excluded = excluded_negatives(batch, negatives, self.ranker_exclude_history)
         losses = {
@@ -406,7 +405,7 @@ class RankFlowScheme(CooperativeScheme):
 
     def tutor_loss(self, batch: Batch, query: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
         """alpha * MSE(sigmoid(M), sigmoid(R)) + (1 - alpha) * ranking loss over the top-k (the ranker detached)."""
-        student = torch.sigmoid(torch.einsum("bd,bkd->bk", query, self.retriever.item_vectors()[top]))
+        student = torch.sigmoid(score_items(query, self.retriever.item_vectors(), top))
         with torch.no_grad():
             teacher = torch.sigmoid(self.ranker.score(batch, top))
         mse = (student - teacher).pow(2).mean()
@@ -426,7 +425,7 @@ class RankFlowScheme(CooperativeScheme):
         losses = {"retriever": retriever_loss(self.retriever, self.sampler, self.loss, self.num_negatives, batch,
                                               query)}
         if phase == "independent":
-            negatives, _ = self.ranker_sampler.sample(batch["item"].unsqueeze(1), self.num_negatives)
+            negatives = self.ranker_sampler.draw(batch["item"].shape[0], self.num_negatives, batch["item"].device)
             losses["ranker"] = ranker_loss(self.ranker, batch, negatives, None, None, "bce")
         else:
             top = self.retriever_top_k(batch, query)
@@ -443,7 +442,7 @@ class RankFlowScheme(CooperativeScheme):
         if self.tutor_weight > 0:
             with torch.no_grad():
                 teacher_best = self.ranker.score(batch, top).topk(self.tutor_top, dim=1).indices
-            student = torch.einsum("bd,bld->bl", query, vectors[top]).log_softmax(dim=1)
+            student = score_items(query, vectors, top).log_softmax(dim=1)
             losses["tutor"] = -self.tutor_weight * student.gather(1, teacher_best).mean()
         return losses
 
@@ -505,8 +504,8 @@ class ICCScheme(CooperativeScheme):
         negatives, neg_log_q, pos_log_q = draw_negatives(
             self.sampler, query, batch["item"], self.num_negatives, batch.get("context")
         )
-        candidates = torch.cat([batch["item"].unsqueeze(1), negatives], dim=1)
-        retriever_scores = torch.einsum("bd,bld->bl", query, self.retriever.item_vectors()[candidates])
+        candidates = with_positive(batch["item"], negatives)
+        retriever_scores = score_items(query, self.retriever.item_vectors(), candidates)
         joint = self.joint_scores(retriever_scores, self.ranker.score(batch, candidates))
         hits = excluded_negatives(batch, negatives, False)
         losses: dict[str, torch.Tensor] = {}

@@ -13,7 +13,7 @@ from torch import nn
 from tandem.data.splits import EvalSet, TrainSet, iterate_batches
 from tandem.evaluation import evaluate_batches, full_ranking_metrics
 from tandem.losses.registry import RetrieverLoss
-from tandem.models.retrievers.base import Retriever
+from tandem.models.retrievers.base import Retriever, score_items
 from tandem.registry import Registry, register_scheme
 from tandem.sampling.base import Sampler
 
@@ -216,7 +216,7 @@ def retriever_loss(
     context = batch.get("context")
     negatives, neg_log_q, pos_log_q = draw_negatives(sampler, query, positives, num_negatives, context)
     vectors = retriever.item_vectors()
-    pos_score = (query * vectors[positives]).sum(-1)
+    pos_score = score_items(query, vectors, positives)
     if loss.shares_negatives:
         flat = negatives.reshape(-1)
         compared = flat.unsqueeze(0).expand(query.shape[0], -1)  # the items every row is compared with
@@ -230,6 +230,6 @@ def retriever_loss(
             neg_log_q = neg_log_q.reshape(1, -1).expand(query.shape[0], -1)
     else:
         compared = negatives
-        neg_score = torch.einsum("bd,bld->bl", query, vectors[negatives])
+        neg_score = score_items(query, vectors, negatives)
     return apply_retriever_loss(loss, sampler, query, positives, pos_score, neg_score, pos_log_q, neg_log_q,
                                 compared, context)

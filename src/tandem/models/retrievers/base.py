@@ -10,6 +10,20 @@ from torch import nn
 SIMILARITIES = ("dot", "cosine")
 
 
+def score_items(query: torch.Tensor, vectors: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """The one candidate-scoring step: <query_b, vectors[i]> for the items `items` [B, L] of each row (-> [B, L]),
+    or one item per row `items` [B] (-> [B]). `vectors` [N+1, d] is `Retriever.item_vectors()`, computed once
+    by a caller that scores several item sets."""
+    if items.dim() == 1:
+        return (query * vectors[items]).sum(-1)
+    return torch.einsum("bd,bld->bl", query, vectors[items])
+
+
+def with_positive(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """Candidates [B, 1 + L]: each row's positive first, then its negatives [B, L]."""
+    return torch.cat([positives.unsqueeze(1), negatives], dim=1)
+
+
 class Retriever(nn.Module, ABC):
     """M(i, c) = <query(c), item_vectors()[i]>.
 
@@ -66,10 +80,7 @@ class Retriever(nn.Module, ABC):
         return self.score_with_query(self.query(batch), items)
 
     def score_with_query(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        vectors = self.item_vectors()[items]
-        if items.dim() == 1:
-            return (vectors * query).sum(-1)
-        return torch.einsum("bd,bld->bl", query, vectors)
+        return score_items(query, self.item_vectors(), items)
 
     def score_all(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scores of every item [B, N+1] (column 0 is padding)."""

@@ -1,6 +1,6 @@
 """Sampler benchmark: time per batch, MIDX index build, and distance of each proposal to the exact softmax.
 
-    tandem bench samplers --items 10000 1000000 --queries 512 --negatives 20 --dim 64 --out samplers.json
+    python benchmarks/sampler_bench.py --items 10000 1000000 --queries 512 --negatives 20 --dim 64 --out samplers.json
 
 With several --items sizes one run measures each size, then times the MIDX batch of every size again interleaved
 (so a load change on the machine hits all sizes alike) and reports the goals of issue 10: MIDX speed-up over exact
@@ -147,7 +147,7 @@ def pool_tv_to_exact(sampler: AdaSIRSampler, items: torch.Tensor, queries: torch
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="tandem bench samplers", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="benchmarks/sampler_bench.py", description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, nargs="+", default=[10_000],
                         help="number of items N; several sizes are measured in one run and compared")
     parser.add_argument("--queries", type=int, default=512, help="queries per batch B")
