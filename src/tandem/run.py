@@ -52,17 +52,15 @@ def prepare(config: Config) -> Prepared:
     return Prepared(data, make_split(config, data))
 
 
-# models that read batch["history"], which only the sequential task has
-SEQUENTIAL_ONLY = {"retriever": ("sasrec", "caser", "gru4rec", "bert4rec"), "ranker": ("din", "bst")}
-
-
-def check_against_data(config: Config, prepared: Prepared) -> None:
-    """What the config asks that this data cannot give: one TandemError naming the key."""
+def check_against_data(config: Config, prepared: Prepared, scheme: Any) -> None:
+    """What the config asks that this data cannot give: one TandemError naming the key. A model reading
+    batch["history"] (its `inputs`), which only the sequential task has, needs task: sequential."""
     data, split = prepared.data, prepared.split
     if config.task == "general":
-        for section, names in SEQUENTIAL_ONLY.items():
-            name = (getattr(config, section) or {}).get("name")
-            if name in names and (section == "retriever" or config.scheme.get("name") != "retriever"):
+        for section in ("retriever", "ranker"):
+            model = getattr(scheme, section, None)
+            if model is not None and "history" in model.inputs:
+                name = getattr(config, section)["name"]
                 raise TandemError(f"config key '{section}.name': {name!r} reads the user's item sequence and "
                                   f"needs task: sequential (this config has task: general)")
     for which, rows in (("validation", len(split.valid)), ("test", len(split.test))):
@@ -133,7 +131,7 @@ def train_run(config: Config, out_dir: str | Path | None, *, resume: bool = Fals
     else:
         prepared = prepare(config)
     scheme = build_scheme(config, prepared)
-    check_against_data(config, prepared)
+    check_against_data(config, prepared, scheme)
     out = path if topology.is_main else None
     resume_from = None
     if continuing and (path / CHECKPOINT).is_file():  # every process reads it (torchrun: a shared directory)

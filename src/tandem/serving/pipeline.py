@@ -33,16 +33,8 @@ Batch = dict[str, torch.Tensor]
 
 
 def uses_users(module: nn.Module | None) -> bool:
-    """Whether a model reads `batch["user"]` (a user-id embedding or user feature fields anywhere inside)."""
-    if module is None:
-        return False
-    for sub in module.modules():
-        if getattr(sub, "user_embedding", None) is not None:
-            return True
-        features = getattr(sub, "user_features", None)
-        if isinstance(features, nn.Module) and getattr(features, "num_fields", 0):
-            return True
-    return False
+    """Whether a model reads `batch["user"]`, as its `inputs` say."""
+    return module is not None and "user" in module.inputs
 
 
 def _quoted(tokens: Sequence[Any], limit: int = 10) -> str:

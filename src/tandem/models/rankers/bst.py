@@ -97,6 +97,7 @@ class BST(Ranker):
             nn.init.normal_(self.user_embedding.weight, std=init_std)
         self.user_features = FeatureEmbedding(user_features, d, num_rows=num_users, init_std=init_std)
         self.num_other_fields = int(use_user_id) + self.user_features.num_fields
+        self.inputs = frozenset({"history", "user"} if self.num_other_fields else {"history"})
         in_dim = (sequence_length + 1) * self.token_dim + self.num_other_fields * d
         self.mlp = leaky_mlp(in_dim, mlp_hidden, dropout)
         self.output = nn.Linear(int(mlp_hidden[-1]) if len(mlp_hidden) else in_dim, 1)

@@ -72,6 +72,7 @@ class DCN(Ranker):
         self.num_users = num_users
         self.num_items = num_items
         self.use_history = use_history
+        self.inputs = frozenset({"user", "history"} if use_history else {"user"})
         d = embedding_dim
         self.user_embedding = nn.Embedding(num_users, d)
         nn.init.normal_(self.user_embedding.weight, std=init_std)

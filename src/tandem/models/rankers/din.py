@@ -194,6 +194,7 @@ class DIN(Ranker):
         self.user_features = FeatureEmbedding(user_features, d, num_rows=num_users, init_std=init_std)
         self.attention = ActivationUnit(d, attention_hidden, attention_activation)
         num_user_fields = int(use_user_id) + self.user_features.num_fields
+        self.inputs = frozenset({"history", "user"} if num_user_fields else {"history"})
         in_dim = (num_user_fields + 2 + int(interest_product)) * d
         self.mlp = make_mlp(in_dim, mlp_hidden, dropout, mlp_activation)
         self.output = nn.Linear(int(mlp_hidden[-1]) if len(mlp_hidden) else in_dim, 1)

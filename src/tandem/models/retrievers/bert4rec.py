@@ -34,6 +34,8 @@ class BERT4Rec(Retriever):
     """Needs `batch["history"]` [B, H] (left-padded with 0, most recent item last); the cloze loss also reads
     `batch["item"]` [B], the next item."""
 
+    inputs = frozenset({"history"})
+
     def __init__(
         self,
         num_items: int,

@@ -30,6 +30,8 @@ from tandem.registry import register_retriever
 class Caser(Retriever):
     """Needs `batch["user"]` [B] and `batch["history"]` [B, H] (left-padded with 0, most recent item last)."""
 
+    inputs = frozenset({"user", "history"})
+
     def __init__(
         self,
         num_users: int,

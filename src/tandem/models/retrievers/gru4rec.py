@@ -31,6 +31,8 @@ from tandem.registry import register_retriever
 class GRU4Rec(Retriever):
     """Needs `batch["history"]` [B, H] of item ids, left-padded with 0 (most recent item last)."""
 
+    inputs = frozenset({"history"})
+
     def __init__(
         self,
         num_items: int,
