@@ -110,30 +110,8 @@ def mean_chance_ndcg(eval_set: EvalSet, num_items: int) -> float:
 
 @functools.lru_cache(maxsize=None)
 def reads_history(name: str) -> bool:
-    """Whether retriever `name` reads `batch["history"]`: asked of the model, with a batch that has none."""
-    model = build_retriever(name, num_users=2, num_items=3, max_seq_len=MAX_SEQ_LEN).eval()
-    try:
-        with torch.no_grad():
-            model.query({"user": torch.zeros(1, dtype=torch.long)})
-    except KeyError:
-        return True
-    return False
-
-
-def with_auxiliary_loss(scheme):
-    """The scheme, adding the retriever's `auxiliary_loss` (BERT4Rec's cloze, NeuMF's full score) to its losses
-    while the Retriever base class has no such hook for the schemes to call; once it has, the scheme is unchanged."""
-    auxiliary = getattr(scheme.retriever, "auxiliary_loss", None)
-    if auxiliary is None or hasattr(Retriever, "auxiliary_loss"):
-        return scheme
-    losses = scheme.losses
-
-    def losses_with_auxiliary(batch):
-        extra = auxiliary(batch)
-        return losses(batch) if extra is None else {**losses(batch), "auxiliary": extra}
-
-    scheme.losses = losses_with_auxiliary
-    return scheme
+    """Whether retriever `name` (built with its defaults) declares that it reads `batch["history"]`."""
+    return "history" in build_retriever(name, num_users=2, num_items=3, max_seq_len=MAX_SEQ_LEN).inputs
 
 
 def build(config: Config, data: InteractionData, split: Split):
@@ -161,7 +139,7 @@ def train(retriever: str, loss: str, sampler: str) -> tuple[float, float]:
             scheme = build(config, data, split)
             if hasattr(scheme.sampler, "estimate_rank"):
                 break
-    result = Trainer(config, with_auxiliary_loss(scheme), split).fit()
+    result = Trainer(config, scheme, split).fit()
     return mean_chance_ndcg(split.valid, data.num_items), float(result.valid["ndcg@10"])
 
 
