@@ -14,8 +14,9 @@ product), then re-score only those K candidates with `full_score` and re-order t
 step a ranker takes. The full score is trained by `auxiliary_loss`: the paper's log loss (eq. 7) on each row's
 positive and `full_negatives` uniformly drawn items (the paper samples 4 per positive), weighted by `full_weight`;
 the run's retriever loss trains the factorised part. Both reach the GMF embeddings, which the towers share with
-the retriever. Without the scheme hook that calls `auxiliary_loss` (or with `full_weight: 0`) only the GMF part
-learns.
+the retriever; every scheme adds `auxiliary_loss` to the step's losses (`retriever_auxiliary`). With
+`full_weight: 0` only the GMF part learns. tandem's evaluation and serving of a retriever-only run rank by the GMF
+part; the re-scoring step is not wired into `tandem recommend`/`serve` yet.
 
 Defaults: embeddings 64 and dropout 0.3 (seed 000 B.2), MLP 128-64 with ReLU (the CoRR authors' NCF config, a
 tower halving each layer as the paper prescribes), no pre-training (seed 000 B.1).
