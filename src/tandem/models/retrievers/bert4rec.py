@@ -12,9 +12,8 @@ samples.
 
 Cloze training (sec. 3.6) is `auxiliary_loss(batch)`: the row's history followed by its target item, each real
 item replaced by [mask] with probability `mask_ratio`, and the softmax cross-entropy over all items of every masked
-position's prediction, averaged over masked positions and weighted by `cloze_weight`. A scheme calls it when the
-Retriever base class has the `auxiliary_loss` hook; without the hook (or with `cloze_weight: 0`) the model trains
-on the last-item samples alone.
+position's prediction, averaged over masked positions and weighted by `cloze_weight`; every scheme adds it to the
+step's losses (`retriever_auxiliary`). With `cloze_weight: 0` the model trains on the last-item samples alone.
 
 Defaults: two layers and two heads, d = 64, feed-forward 4d = 256, mask proportion 0.2 (the paper's ML-1m
 setting, also the CoRR authors'), truncated-normal init 0.02 (the paper); dropout 0.3 (seed 000 B.2). Positions
