@@ -144,3 +144,20 @@ def test_rankflow_phases_optimizers_and_tutor_flow(grouped):
                for g in torch.autograd.grad(losses["tutor"], list(retriever.parameters()), allow_unused=True))
     scheme.epochs_started.fill_(3)  # self-learning: the ranker learns on the retriever's top-k
     assert set(scheme.losses(batch)) == {"retriever", "ranker"}
+
+
+def test_per_row_stages_of_a_fused_scheme_include_the_ranker_only_order(grouped):
+    """The experiment runner's per-user stages must cover every stage the report has (the table pairs them)."""
+    from tandem.experiments.runner import per_row_metrics
+
+    data, split = grouped
+    scheme = make_scheme(data, fusion=True)
+    cutoffs, k = (5, 10), 20
+    scheme.evaluate(split.valid, cutoffs, 128, retrieval_cutoff=k, calibrate=True)
+    stages = scheme.stage_rank_fns(cutoffs, k)
+    assert set(stages) == {"retriever", "pipeline", "pipeline_ranker_only"}
+    ranker_only = per_row_metrics(split.test, stages["pipeline_ranker_only"], 128)
+    scheme.fusion = False  # expected: the ranker's order alone, through the unfused path
+    unfused = scheme.evaluate(split.test, cutoffs, 128, retrieval_cutoff=k)["pipeline"]
+    for name, value in unfused.items():
+        assert math.isclose(float(ranker_only[name].mean()), value, abs_tol=1e-9), name

@@ -135,11 +135,20 @@ class CooperativeScheme(Scheme):
         return rank_batch
 
     def stage_rank_fns(self, cutoffs: tuple[int, ...], retrieval_cutoff: int = 100) -> dict[str, RankBatch]:
-        """Per-row metric functions of each stage: 'retriever' (full ranking) and 'pipeline' (as evaluated)."""
-        return {
+        """Per-row metric functions of each stage: 'retriever' (full ranking), 'pipeline' (as evaluated) and, with
+        `fusion`, 'pipeline_ranker_only' (the ranker's order alone, the paper's pipeline), as `evaluate` reports."""
+        stages = {
             "retriever": full_ranking_metrics(self.retriever.score_all, cutoffs),
             "pipeline": self._pipeline_rank_fn(cutoffs, retrieval_cutoff, None),
         }
+        if self.fusion:
+            ranker_weight = self._pipeline_rank_fn(cutoffs, retrieval_cutoff, (1.0,))
+
+            def ranker_only(batch: Batch, targets: torch.Tensor, known: torch.Tensor) -> dict[str, torch.Tensor]:
+                return {name.split("|", 1)[1]: values for name, values in ranker_weight(batch, targets, known).items()}
+
+            stages["pipeline_ranker_only"] = ranker_only
+        return stages
 
     @torch.no_grad()
     def evaluate(self, eval_set: EvalSet, cutoffs: tuple[int, ...], batch_size: int, device: Any = "cpu",
