@@ -23,7 +23,8 @@ demo: setup
 	$(PY) -m tandem.demo
 
 test: setup
-	$(PY) -m pytest tests
+	# the suite runs on every core (at most 4 workers): about 3 minutes of CPU time in all
+	$(PY) -m pytest -n auto --maxprocesses 4 tests
 
 clean:
 	rm -rf $(VENV) runs
