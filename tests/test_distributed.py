@@ -140,3 +140,29 @@ def test_shard_gives_each_rank_its_own_batches():
     parts = [list(shard(iter(batches), Topology(rank, 2))) for rank in (0, 1)]
     assert parts == [[0, 2, 4], [1, 3, 5]]  # disjoint, equal length (the odd one out dropped)
     assert list(shard_starts(100, 16, Topology(1, 3))) == [16, 64]
+
+
+def test_each_rank_draws_its_own_negatives(monkeypatch):
+    """Under torchrun a sampler seeded with the run's seed on every rank would give every rank the same negatives;
+    rank r is seeded with seed + r (rank 0: the single-process run, unchanged)."""
+    import numpy as np
+
+    from tandem.config import Config
+    from tandem.data.dataset import preprocess
+    from tandem.data.splits import split_general
+    from tandem.training import registry
+    from tandem.training.distributed import Topology
+
+    data = preprocess(low_rank_interactions(num_users=30, num_items=40, per_user=6, seed=0),
+                      min_user_interactions=1, min_item_interactions=1)
+    split = split_general(data)
+    query = torch.zeros(64, 4)
+
+    def draws(rank: int) -> np.ndarray:
+        monkeypatch.setattr(registry, "current_topology", lambda: Topology(rank, 2))
+        sampler = registry.make_sampler({"name": "uniform"}, data, split, Config().seed)
+        return sampler.sample(query, 8)[0].numpy()
+
+    single = registry.make_sampler({"name": "uniform", "seed": Config().seed}, data, split, 0)
+    assert np.array_equal(draws(0), single.sample(query, 8)[0].numpy())
+    assert not np.array_equal(draws(0), draws(1))

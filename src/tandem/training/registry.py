@@ -16,6 +16,7 @@ from tandem.data.dataset import InteractionData
 from tandem.data.splits import Split
 from tandem.registry import DISTILL_LOSSES, LOSSES, RANKERS, RETRIEVERS, SAMPLERS, SCHEMES, Registry
 from tandem.sampling.base import Sampler
+from tandem.training.distributed import current_topology
 
 #: keys of a section the wiring consumes itself (not options of the component)
 RESERVED = {"sampler": ("refresh",)}
@@ -46,11 +47,12 @@ def make_ranker(config: Config, data: InteractionData, scheme_name: str):
 
 def make_sampler(section: Mapping[str, Any], data: InteractionData, split: Split, seed: int) -> Sampler:
     """The configured sampler; the data-derived context (item counts, number of contexts) is offered to it, and
-    its `seed` defaults to the run's."""
+    its `seed` defaults to the run's plus the process rank, so that under torchrun every rank draws its own
+    negatives (a single process: the run's seed)."""
     name = section["name"]
     options = section_options("sampler", section)
     if "seed" in SAMPLERS.options(name):
-        options.setdefault("seed", seed)
+        options.setdefault("seed", seed + current_topology().rank)
     context = {"num_items": data.num_items, "item_counts": data.item_counts(),
                "num_contexts": split.train.num_contexts}
     return SAMPLERS.build(name, context, options)
@@ -99,7 +101,7 @@ def build_scheme_from_config(config: Config, data: InteractionData, split: Split
     context: dict[str, Any] = {
         "num_negatives": config.train.num_negatives,
         "refresh": config.sampler.get("refresh", "epoch"),
-        "seed": config.seed,
+        "seed": config.seed + current_topology().rank,  # a scheme's own samplers differ by rank too
         "retriever": make_retriever(config, data, split),
     }
     if "ranker" in takes:
