@@ -23,8 +23,8 @@ demo: setup
 	$(PY) -m tandem.demo
 
 test: setup
-	# the suite runs on every core (at most 4 workers): about 3 minutes of CPU time in all
-	$(PY) -m pytest -n auto --maxprocesses 4 tests
+	# the suite and the docstring examples, on every core (at most 4 workers)
+	$(PY) -m pytest -n auto --maxprocesses 4 --doctest-modules src/tandem tests
 
 clean:
 	rm -rf $(VENV) runs
