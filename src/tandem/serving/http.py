@@ -23,6 +23,7 @@ the same latency; alone, a request is answered at once. A request over `max_batc
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import sys
@@ -296,6 +297,8 @@ def create_app(recommender: Any, settings: ServeSettings | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        gc.collect()
+        gc.freeze()  # the model and index are long-lived: keep them out of every later collection
         yield
         state["stopping"] = True
         await asyncio.get_running_loop().run_in_executor(None, lambda: executor.shutdown(wait=True))
