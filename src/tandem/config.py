@@ -51,6 +51,8 @@ class TrainConfig:
     progress: bool = True
     checkpoint_every: int = 0  # also checkpoint after every this many optimiser steps (0: at epoch ends only)
     keep_checkpoint: bool = False  # keep checkpoint.pt (the last state, with optimiser and RNGs) once complete
+    # sparse gradients + lazy Adam for the retriever's embedding tables: a step costs O(rows touched), not O(N)
+    sparse_embeddings: bool = False
 
 
 @dataclass

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from tandem.data.splits import EvalSet, TrainSet, iterate_batches
+from tandem.errors import TandemError
 from tandem.evaluation import evaluate_batches, full_ranking_metrics
 from tandem.losses.registry import RetrieverLoss
 from tandem.models.retrievers.base import Retriever, score_items
@@ -111,19 +112,40 @@ class Scheme(nn.Module):
         self.sampler = sampler
         self.num_negatives = num_negatives
         self.refresher = SamplerRefresher(sampler, retriever, refresh)
+        self.sparse_parameters: list[nn.Parameter] = []
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def use_sparse_embeddings(self) -> None:
+        """`train.sparse_embeddings`: refused unless the scheme supports it (the retriever alone does)."""
+        raise TandemError(f"train.sparse_embeddings is supported by the 'retriever' scheme only, not by "
+                          f"{type(self).__name__}")
+
     def make_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
-        """The optimizers by name; the default is one Adam over every trainable parameter. A scheme that trains
-        in phases (RankFlow) returns several and picks them per epoch with `active_optimizers`."""
-        parameters = [p for p in self.parameters() if p.requires_grad]
-        return {"adam": torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)}
+        """The optimizers by name; the default is one Adam over every trainable parameter (with sparse embeddings:
+        Adam over the dense ones, SparseAdam over the tables). A scheme that trains in phases (RankFlow) returns
+        several and picks them per epoch with `active_optimizers`."""
+        if not self.sparse_parameters:
+            parameters = [p for p in self.parameters() if p.requires_grad]
+            return {"adam": torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)}
+        if weight_decay:
+            raise TandemError("train.sparse_embeddings needs train.weight_decay 0 (SparseAdam has no weight decay)")
+        optimizers: dict[str, torch.optim.Optimizer] = {}
+        if self._dense_parameters():
+            optimizers["adam"] = torch.optim.Adam(self._dense_parameters(), lr=lr)
+        optimizers["sparse-adam"] = torch.optim.SparseAdam(self.sparse_parameters, lr=lr)
+        return optimizers
+
+    def _dense_parameters(self) -> list[nn.Parameter]:
+        sparse = {id(p) for p in self.sparse_parameters}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in sparse]
 
     def active_optimizers(self, epoch: int) -> tuple[str, ...]:
         """Names of the optimizers that step during `epoch` (1-based); the default: all of them."""
-        return ("adam",)
+        if not self.sparse_parameters:
+            return ("adam",)
+        return ("adam", "sparse-adam") if self._dense_parameters() else ("sparse-adam",)
 
     def trained_models(self) -> tuple[str, ...]:
         """The models ('retriever', 'ranker') this step trains; the default: all of them."""
@@ -168,6 +190,11 @@ class RetrieverScheme(Scheme):
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         return {"retriever": retriever_loss(self.retriever, self.sampler, self.loss, self.num_negatives, batch)}
+
+    def use_sparse_embeddings(self) -> None:
+        from tandem.training.sparse import enable_sparse_embeddings
+
+        self.sparse_parameters = enable_sparse_embeddings(self.retriever)
 
 
 def apply_retriever_loss(
@@ -215,7 +242,7 @@ def retriever_loss(
     positives = batch["item"]
     context = batch.get("context")
     negatives, neg_log_q, pos_log_q = draw_negatives(sampler, query, positives, num_negatives, context)
-    vectors = retriever.item_vectors()
+    vectors = retriever.training_item_vectors()
     pos_score = score_items(query, vectors, positives)
     if loss.shares_negatives:
         flat = negatives.reshape(-1)

@@ -37,6 +37,8 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 2
 #: Config keys that do not change what a run computes: a resume may differ in them.
 RESUME_FREE_KEYS = (("train", "progress"), ("train", "checkpoint_every"), ("train", "keep_checkpoint"))
+# keys added after runs were checkpointed: left out of the digest while at the value that means the old behaviour
+RESUME_NEUTRAL_DEFAULTS = {("train", "sparse_embeddings"): False}
 
 
 @dataclass
@@ -86,6 +88,9 @@ def config_digest(config: Config) -> str:
     values = config.to_dict()
     for section, key in RESUME_FREE_KEYS:
         values.get(section, {}).pop(key, None)
+    for (section, key), neutral in RESUME_NEUTRAL_DEFAULTS.items():
+        if values.get(section, {}).get(key, neutral) == neutral:
+            values.get(section, {}).pop(key, None)
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -114,6 +119,10 @@ class Trainer:
         self.device = torch.device(config.train.device)
         scheme.to(self.device)
         self.topology = current_topology()
+        if config.train.sparse_embeddings:
+            if self.topology.distributed:
+                raise TandemError("train.sparse_embeddings is not supported under torchrun yet")
+            scheme.use_sparse_embeddings()
         self.out_dir = out_dir if self.topology.is_main else None
         self.generator = torch.Generator().manual_seed(config.seed)  # the same order on every process
         self.model: torch.nn.Module = scheme

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 from torch import nn
@@ -74,6 +75,12 @@ class Retriever(nn.Module, ABC):
         """All item embeddings [N+1, d] as used for scoring, row 0 padding."""
         table = self.item_table()
         return nn.functional.normalize(table, dim=-1) if self.similarity == "cosine" else table
+
+    def training_item_vectors(self) -> Any:
+        """What a training step indexes (`vectors[items]`) to score items: `item_vectors()`, or, with
+        `train.sparse_embeddings`, a lookup whose gradient holds only the rows used (training/sparse.py)."""
+        rows = getattr(self, "training_rows", None)
+        return self.item_vectors() if rows is None else rows
 
     def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor) -> torch.Tensor:
         """Scores of `items` [B, L] (or [B]) for the batch's contexts."""
