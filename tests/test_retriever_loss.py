@@ -23,6 +23,9 @@ class Vectors:
     def item_vectors(self) -> torch.Tensor:
         return self.vectors
 
+    def training_item_vectors(self) -> torch.Tensor:
+        return self.vectors
+
 
 class Capture:
     """A loss that records what `retriever_loss` gives it."""
