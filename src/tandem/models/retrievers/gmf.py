@@ -16,14 +16,13 @@ import math
 import torch
 from torch import nn
 
-from tandem.models.layers import padded_item_embedding
-from tandem.models.retrievers.base import Retriever
+from tandem.models.retrievers.mf import MF
 from tandem.registry import register_retriever
 
 
 @register_retriever("gmf")
-class GMF(Retriever):
-    """M(i, u) = <h * p_u, q_i>. Needs `batch["user"]` [B] (ids 0..U-1)."""
+class GMF(MF):
+    """M(i, u) = <h * p_u, q_i>: MF's tables plus the learned weight h. Needs `batch["user"]` [B] (ids 0..U-1)."""
 
     def __init__(
         self,
@@ -34,18 +33,9 @@ class GMF(Retriever):
         similarity: str = "dot",
         tau: float = 10.0,
     ) -> None:
-        super().__init__()
-        self.set_similarity(similarity, tau)
-        self.num_users = num_users
-        self.num_items = num_items
-        self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        nn.init.normal_(self.user_embedding.weight, std=init_std)
-        self.item_embedding = padded_item_embedding(num_items, embedding_dim, init_std)
+        super().__init__(num_users, num_items, embedding_dim, init_std, similarity, tau)
         bound = math.sqrt(3.0 / embedding_dim)  # LeCun uniform, the NCF code's init of the output layer h
         self.h = nn.Parameter(torch.empty(embedding_dim).uniform_(-bound, bound))
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.user_embedding(batch["user"]) * self.h
-
-    def item_table(self) -> torch.Tensor:
-        return self.item_embedding.weight

@@ -20,14 +20,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tandem.models.layers import padded_item_embedding
-from tandem.models.retrievers.base import Retriever
+from tandem.models.retrievers.mf import MF
 from tandem.registry import register_retriever
 
 
 @register_retriever("logisticmf")
-class LogisticMF(Retriever):
-    """M(i, u) = x_u y_i^T + beta_u + beta_i. Needs `batch["user"]` [B] (ids 0..U-1)."""
+class LogisticMF(MF):
+    """M(i, u) = x_u y_i^T + beta_u + beta_i: MF's tables plus the two biases. Needs `batch["user"]` [B]."""
 
     def __init__(
         self,
@@ -38,13 +37,7 @@ class LogisticMF(Retriever):
         similarity: str = "dot",
         tau: float = 10.0,
     ) -> None:
-        super().__init__()
-        self.set_similarity(similarity, tau)
-        self.num_users = num_users
-        self.num_items = num_items
-        self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        nn.init.normal_(self.user_embedding.weight, std=init_std)
-        self.item_embedding = padded_item_embedding(num_items, embedding_dim, init_std)
+        super().__init__(num_users, num_items, embedding_dim, init_std, similarity, tau)
         self.user_bias = nn.Embedding(num_users, 1)
         self.item_bias = nn.Embedding(num_items + 1, 1, padding_idx=0)
         nn.init.zeros_(self.user_bias.weight)
