@@ -12,3 +12,16 @@ def padded_item_embedding(num_items: int, dim: int, init_std: float) -> nn.Embed
     with torch.no_grad():
         table.weight[0].zero_()
     return table
+
+
+def transformer_encoder(width: int, num_heads: int, feedforward_dim: int, dropout: float, num_layers: int, *,
+                        norm_first: bool) -> nn.TransformerEncoder:
+    """`num_layers` batch-first Transformer layers (GELU feed-forward) over tokens of `width`: pre-norm for SASRec's
+    causal stack, post-norm (BERT's) for BERT4Rec. Checks that the heads divide the width, with the values named."""
+    if num_heads < 1 or num_layers < 1:
+        raise ValueError(f"num_heads and num_layers must be >= 1, got {num_heads} and {num_layers}")
+    if width % num_heads:
+        raise ValueError(f"embedding_dim ({width}) must be divisible by num_heads ({num_heads})")
+    layer = nn.TransformerEncoderLayer(width, num_heads, feedforward_dim, dropout, activation="gelu",
+                                       batch_first=True, norm_first=norm_first)
+    return nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)

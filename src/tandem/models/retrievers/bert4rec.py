@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tandem.models.layers import transformer_encoder
 from tandem.models.retrievers.base import Retriever
 from tandem.registry import register_retriever
 
@@ -52,8 +53,6 @@ class BERT4Rec(Retriever):
     ) -> None:
         super().__init__()
         self.set_similarity(similarity, tau)
-        if embedding_dim % num_heads:
-            raise ValueError(f"embedding_dim ({embedding_dim}) must be divisible by num_heads ({num_heads})")
         if not 0.0 <= mask_ratio <= 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio}")
         if cloze_weight < 0:
@@ -67,10 +66,8 @@ class BERT4Rec(Retriever):
         self.position_embedding = nn.Embedding(max_seq_len + 1, embedding_dim)
         self.input_norm = nn.LayerNorm(embedding_dim)
         self.dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(
-            embedding_dim, num_heads, feedforward_dim, dropout, activation="gelu", batch_first=True, norm_first=False
-        )
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.encoder = transformer_encoder(embedding_dim, num_heads, feedforward_dim, dropout, num_layers,
+                                           norm_first=False)
         self.projection = nn.Linear(embedding_dim, embedding_dim)  # W^P, b^P
         self.output_bias = nn.Parameter(torch.zeros(num_items + 1))  # b^O (entry 0: padding, kept at zero)
         for table in (self.embedding, self.position_embedding):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tandem.models.layers import padded_item_embedding
+from tandem.models.layers import padded_item_embedding, transformer_encoder
 from tandem.models.retrievers.base import Retriever
 from tandem.registry import register_retriever
 
@@ -33,16 +33,12 @@ class SASRec(Retriever):
     ) -> None:
         super().__init__()
         self.set_similarity(similarity, tau)
-        if embedding_dim % num_heads:
-            raise ValueError(f"embedding_dim ({embedding_dim}) must be divisible by num_heads ({num_heads})")
         self.num_items = num_items
         self.max_seq_len = max_seq_len
         self.item_embedding = padded_item_embedding(num_items, embedding_dim, init_std=0.02)
         self.position_embedding = nn.Embedding(max_seq_len, embedding_dim)
-        layer = nn.TransformerEncoderLayer(
-            embedding_dim, num_heads, feedforward_dim, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.encoder = transformer_encoder(embedding_dim, num_heads, feedforward_dim, dropout, num_layers,
+                                           norm_first=True)
         self.input_norm = nn.LayerNorm(embedding_dim)
         self.output_norm = nn.LayerNorm(embedding_dim)
         self.dropout = nn.Dropout(dropout)
