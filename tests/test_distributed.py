@@ -166,3 +166,72 @@ def test_each_rank_draws_its_own_negatives(monkeypatch):
     single = registry.make_sampler({"name": "uniform", "seed": Config().seed}, data, split, 0)
     assert np.array_equal(draws(0), single.sample(query, 8)[0].numpy())
     assert not np.array_equal(draws(0), draws(1))
+
+
+class Stopped(BaseException):
+    """Stands for a kill of both processes right after a checkpoint."""
+
+
+def resume_worker(rank: int, world_size: int, port: int, config_path: str, full: str, resumed: str) -> None:
+    """In one process group: the uninterrupted run into `full`; into `resumed` a run stopped on both ranks right
+    after their second checkpoint, then its resume."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank))
+    torch.set_num_threads(1)
+    from tandem.config import load_config
+    from tandem.run import train_run
+    from tandem.training.trainer import Trainer
+
+    config = load_config(config_path)
+    train_run(config, full)
+    original, calls = Trainer._save_checkpoint, {"n": 0}
+
+    def save_then_stop(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Stopped
+
+    Trainer._save_checkpoint = save_then_stop
+    try:
+        train_run(config, resumed)
+    except Stopped:
+        pass
+    Trainer._save_checkpoint = original
+    dist.barrier()
+    if rank == 0:
+        with open(os.path.join(resumed, "stopped"), "w") as stream:  # what the parent checks below
+            stream.write(str(os.path.exists(os.path.join(resumed, "report.json"))))
+    train_run(config, resumed, resume=True)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_two_process_run_stopped_mid_epoch_resumes_bit_for_bit(tmp_path, capsys):
+    """A torchrun-style run of 2 processes stopped right after a mid-epoch checkpoint and resumed by 2 processes
+    ends with the uninterrupted run's metrics and weights: each rank gets back its own sampler stream (seed + rank)
+    and generators, not rank 0's. A single-process resume of a 2-process checkpoint is refused with one line."""
+    from tandem.cli import main
+    from test_resume import assert_same_run
+
+    frame = low_rank_interactions(100, 80, per_user=20, rank=4, sharpness=5.0, seed=2).interactions
+    csv = tmp_path / "data.csv"
+    frame.to_csv(csv, index=False)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"""task: general
+data: {{format: table, path: {csv}, columns: {{user: user, item: item, timestamp: timestamp}},
+        min_user_interactions: 1, min_item_interactions: 1}}
+retriever: {{name: mf, embedding_dim: 8}}
+train: {{epochs: 2, lr: 0.01, batch_size: 128, num_negatives: 10, patience: 2, progress: false,
+         checkpoint_every: 3, keep_checkpoint: true, threads: 1}}
+eval: {{cutoffs: [10]}}
+"""
+    )
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    mp.spawn(resume_worker, args=(2, free_port(), str(config), str(full), str(resumed)), nprocs=2, join=True)
+    assert (resumed / "stopped").read_text() == "False"  # it was stopped at step 6 of epoch 1's 7 per process
+    (resumed / "stopped").unlink()
+    assert_same_run(full, resumed)
+    (resumed / "report.json").unlink()  # unfinished again: a one-process resume of its 2-process checkpoint
+    assert main(["train", "--out", str(resumed), "--resume"]) == 2
+    assert "written by 2 process(es)" in capsys.readouterr().err

@@ -84,6 +84,17 @@ def build_on_main(build: Callable[[], T]) -> T:
     return payload[0]
 
 
+def gather_objects(value: T, topology: Topology) -> list[T]:
+    """Every process's `value` (picklable: tensors, containers), in rank order, on every process; `[value]` when
+    not distributed. A collective: every process calls it at the same point (checkpoints keep each rank's own
+    random generators and sampler state this way, so a resumed run under torchrun continues every rank exactly)."""
+    if not topology.distributed:
+        return [value]
+    gathered: list[T | None] = [None] * topology.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered  # type: ignore[return-value]
+
+
 def shard_starts(rows: int, batch_size: int, topology: Topology) -> range:
     """Start offsets of this process's evaluation batches: every world_size-th batch of `rows`, from its rank."""
     return range(topology.rank * batch_size, rows, topology.world_size * batch_size)

@@ -29,7 +29,7 @@ from tandem.config import Config
 from tandem.data.splits import Split, iterate_batches
 from tandem.errors import TandemError
 from tandem.sampling.base import Sampler
-from tandem.training.distributed import current_topology, shard
+from tandem.training.distributed import current_topology, gather_objects, shard
 from tandem.training.schemes import Scheme
 from tandem.utils import atomic_torch_save, atomic_write_bytes, rng_state, set_rng_state
 
@@ -158,25 +158,38 @@ class Trainer:
                 stream.write(json.dumps(record) + "\n")
 
     # ------------------------------------------------------------------------------------------------ checkpoints
-    def checkpoint(self) -> dict[str, Any]:
-        """The payload of a checkpoint at this point of the loop (tensors and plain containers only)."""
+    def process_state(self) -> dict[str, Any]:
+        """What differs between the processes of a torchrun: the samplers (each rank draws with its own seed, AdaSIR
+        pools see the rank's own batches) and the global random generators (dropout)."""
         return {
-            "format": CHECKPOINT_FORMAT,
-            "config": config_digest(self.config),
-            "model": self.scheme.state_dict(),
-            "optimizer": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             "samplers": {name: sampler.state_dict() for name, sampler in scheme_samplers(self.scheme).items()},
             "rng": rng_state(),
+        }
+
+    def checkpoint(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The payload of a checkpoint at this point of the loop (tensors and plain containers only). Under
+        torchrun `ranks` holds every process's `process_state`, in rank order; rank 0's is also the top level."""
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "config": config_digest(self.config),
+            "world_size": self.topology.world_size,
+            "model": self.scheme.state_dict(),
+            "optimizer": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+            **self.process_state(),
             "generator": self.generator.get_state(),
             "epoch_generator": self.epoch_generator,
             "progress": asdict(self.progress),
             "best_state": self.best_state,
         }
+        if ranks is not None and self.topology.distributed:
+            payload["ranks"] = ranks
+        return payload
 
     def _save_checkpoint(self, elapsed: float = 0.0) -> None:
         self.progress.elapsed = elapsed
+        ranks = gather_objects(self.process_state(), self.topology) if self.topology.distributed else None
         if self.out_dir is not None:
-            atomic_torch_save(self.out_dir / CHECKPOINT, self.checkpoint())
+            atomic_torch_save(self.out_dir / CHECKPOINT, self.checkpoint(ranks))
         self.saved_step = self.progress.step
 
     def _restore(self, payload: dict[str, Any]) -> None:
@@ -187,6 +200,13 @@ class Trainer:
                               f"written by another tandem version")
         if payload.get("config") != config_digest(self.config):
             raise TandemError("the checkpoint was written for a different config than the run's config.yaml")
+        saved_world = int(payload.get("world_size", 1))
+        if saved_world != self.topology.world_size:
+            raise TandemError(f"the checkpoint was written by {saved_world} process(es) and this run has "
+                              f"{self.topology.world_size}: resume it with {saved_world} "
+                              f"(torchrun --nproc_per_node {saved_world})" if saved_world > 1 else
+                              f"the checkpoint was written by one process: resume it without torchrun")
+        local = payload["ranks"][self.topology.rank] if self.topology.distributed else payload
         try:
             self.scheme.load_state_dict(payload["model"])
             if set(payload["optimizer"]) != set(self.optimizers):
@@ -194,10 +214,10 @@ class Trainer:
             for name, optimizer in self.optimizers.items():
                 optimizer.load_state_dict(payload["optimizer"][name])
             samplers = scheme_samplers(self.scheme)
-            if set(samplers) != set(payload["samplers"]):
-                raise ValueError(f"samplers {sorted(payload['samplers'])} saved, {sorted(samplers)} built")
+            if set(samplers) != set(local["samplers"]):
+                raise ValueError(f"samplers {sorted(local['samplers'])} saved, {sorted(samplers)} built")
             for name, sampler in samplers.items():
-                sampler.load_state_dict(payload["samplers"][name], self.device)
+                sampler.load_state_dict(local["samplers"][name], self.device)
             self.progress = Progress(**payload["progress"])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             text = " ".join(str(error).split())
@@ -214,7 +234,7 @@ class Trainer:
                 atomic_torch_save(best, {"state": self.best_state, "epoch": self.progress.best_epoch})
             elif best.exists():
                 best.unlink()
-        set_rng_state(payload["rng"])  # last: nothing above may draw from the restored generators
+        set_rng_state(local["rng"])  # last: nothing above may draw from the restored generators
 
     def _diverged(self, losses: dict[str, torch.Tensor], epoch: int) -> TandemError:
         values = ", ".join(f"{name}={float(value.detach()):.4g}" for name, value in losses.items())
