@@ -117,6 +117,26 @@ def test_demo_runs_end_to_end_on_a_small_config(tmp_path, monkeypatch, capsys, t
     assert (tmp_path / "demo" / "corr" / "report.json").is_file()
 
 
+def test_demo_summarises_the_committed_converged_runs(tmp_path, monkeypatch):
+    """The demo's closing sentence comes from the converged results.csv (means over seeds of the final stage),
+    and says whether CoRR's pipeline beat the retriever alone."""
+    import tandem.demo as demo
+
+    monkeypatch.setattr(demo, "ROOT", tmp_path)
+    rows = ["method,seed,split,stage,metric,value",
+            "retriever,1,test,retriever,ndcg@10,0.10", "retriever,2,test,retriever,ndcg@10,0.12",
+            "corr,1,test,retriever,ndcg@10,0.50", "corr,1,test,pipeline,ndcg@10,0.08",
+            "corr,1,valid,pipeline,ndcg@10,0.90"]
+    path = tmp_path / "results.csv"
+    path.write_text("\n".join(rows) + "\n")
+    text = demo.converged_summary(path)
+    assert "SASRec alone 0.1100 (2 seeds)" in text and "CoRR (paper) 0.0800 (1 seed)" in text
+    assert "does not reproduce" in text and "the best is SASRec alone" in text
+    path.write_text("\n".join(rows).replace("pipeline,ndcg@10,0.08", "pipeline,ndcg@10,0.20") + "\n")
+    assert "CoRR's pipeline beats SASRec alone" in demo.converged_summary(path)
+    assert demo.converged_summary(tmp_path / "absent.csv") is None
+
+
 def test_progress_is_one_line_per_epoch_when_not_a_terminal(tmp_path, tiny_csv, capsys):
     config = tiny_config(tmp_path, tiny_csv)
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--set", "train.progress=true",
