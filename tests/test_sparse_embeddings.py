@@ -94,3 +94,64 @@ def test_unsupported_combinations_are_one_line_errors(general):
                              UniformSampler(data.num_items), sampled_softmax, 5)
     with pytest.raises(TandemError, match="similarity"):
         cosine.use_sparse_embeddings()
+
+
+def cooperative_scheme(data, kind: str, ranker_name: str = "deepfm", seed: int = 0):
+    from tandem.losses.distill import sampled_kl
+    from tandem.models.rankers import build_ranker
+    from tandem.training.cooperative import CoRRScheme, IndependentScheme
+
+    torch.manual_seed(seed)
+    retriever = MF(data.num_users, data.num_items, 8)
+    ranker = build_ranker(ranker_name, num_users=data.num_users, num_items=data.num_items, embedding_dim=8)
+    sampler = UniformSampler(data.num_items, torch.Generator().manual_seed(seed))
+    if kind == "corr":
+        return CoRRScheme(retriever, ranker, sampler, 10, sampled_kl, 1.0)
+    return IndependentScheme(retriever, ranker, sampler, sampled_softmax, 10, seed=seed)
+
+
+@pytest.mark.parametrize("kind", ["corr", "independent"])
+def test_first_cooperative_step_with_sparse_tables_follows_adam_in_closed_form(general, kind):
+    """From the same start and batch: the tables' gradients are sparse and equal the dense ones; one lazy Adam step
+    moves each table entry by Kingma & Ba's first step, -lr * sqrt(1 - b2) g / (sqrt(1 - b2) |g| + eps) (rows the
+    step did not use stay), for retriever and ranker alike; every other parameter takes dense Adam's step."""
+    data, split = general
+    batch = batch_of(split)
+    lr = 0.01
+    dense, sparse = cooperative_scheme(data, kind), cooperative_scheme(data, kind)
+    sparse.use_sparse_embeddings()
+    start = {name: parameter.detach().clone() for name, parameter in sparse.named_parameters()}
+    gradients = {}
+    for scheme in (dense, sparse):
+        optimizers = scheme.make_optimizers(lr=lr, weight_decay=0.0)
+        torch.manual_seed(1)  # the same dropout masks in both
+        sum(scheme.losses(batch).values()).backward()
+        gradients[scheme is sparse] = {name: parameter.grad for name, parameter in scheme.named_parameters()}
+        for optimizer in optimizers.values():
+            optimizer.step()
+    assert set(sparse.make_optimizers(lr=lr, weight_decay=0.0)) == {"adam", "sparse-adam"}
+    tables = {id(parameter) for parameter in sparse.sparse_parameters}
+    named = dict(sparse.named_parameters())
+    assert {"retriever.item_embedding.weight", "ranker.item_embedding.weight",
+            "ranker.user_embedding.weight"} <= {name for name, p in named.items() if id(p) in tables}
+    b2, eps = 0.999, 1e-8  # Adam's defaults
+    for name, parameter in dense.named_parameters():
+        got = named[name].detach()
+        if id(named[name]) in tables:
+            g = gradients[True][name]
+            assert g.is_sparse, name
+            g = g.to_dense()
+            torch.testing.assert_close(g, gradients[False][name], rtol=1e-6, atol=1e-9, msg=name)
+            c = (1 - b2) ** 0.5
+            expected = start[name] - lr * c * g / (c * g.abs() + eps)
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7, msg=name)
+        else:
+            torch.testing.assert_close(got, parameter.detach(), rtol=1e-6, atol=1e-8, msg=name)
+
+
+def test_cooperative_sparse_needs_a_ranker_with_lookups_only(general):
+    data, _ = general
+    scheme = cooperative_scheme(data, "corr")
+    scheme.ranker.sparse_lookups = False  # as a ranker that reads a table's weight directly declares itself
+    with pytest.raises(TandemError, match="lookups only"):
+        scheme.use_sparse_embeddings()

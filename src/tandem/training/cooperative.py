@@ -238,6 +238,14 @@ def _check_ranker_loss(kind: str) -> str:
     return kind
 
 
+def sparse_embedding_tables(scheme: CooperativeScheme) -> list[nn.Parameter]:
+    """`train.sparse_embeddings` for a scheme that reads the retriever's items through `training_item_vectors`:
+    the retriever's and the ranker's embedding tables, with sparse gradients (training/sparse.py)."""
+    from tandem.training.sparse import enable_sparse_embeddings, enable_sparse_ranker_embeddings
+
+    return enable_sparse_embeddings(scheme.retriever) + enable_sparse_ranker_embeddings(scheme.ranker)
+
+
 @register_scheme("independent")
 class IndependentScheme(CooperativeScheme):
     """Retriever and ranker each trained alone (B.1); evaluated as a two-stage pipeline.
@@ -253,6 +261,9 @@ class IndependentScheme(CooperativeScheme):
         self.ranker_loss_kind = _check_ranker_loss(ranker_loss)
         self.ranker_exclude_history = ranker_exclude_history
         self.ranker_sampler = UniformSampler(retriever.num_items, torch.Generator().manual_seed(seed + 1))
+
+    def use_sparse_embeddings(self) -> None:
+        self.sparse_parameters = sparse_embedding_tables(self)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         negatives = self.ranker_sampler.draw(batch["item"].shape[0], self.num_negatives, batch["item"].device)
@@ -302,13 +313,16 @@ class CoRRScheme(CooperativeScheme):
             weight = 0.0
         return weight
 
+    def use_sparse_embeddings(self) -> None:
+        self.sparse_parameters = sparse_embedding_tables(self)
+
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         query = self.retriever.query(batch)
         positives = batch["item"]
         negatives, neg_log_q, pos_log_q = draw_negatives(
             self.sampler, query, positives, self.num_negatives, batch.get("context")
         )
-        vectors = self.retriever.item_vectors()
+        vectors = self.retriever.training_item_vectors()
         candidates = with_positive(positives, negatives)
         retriever_scores = score_items(query, vectors, candidates)
         ranker_scores = self.ranker.score(batch, candidates)

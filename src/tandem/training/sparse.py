@@ -5,8 +5,10 @@ materialises an [N+1, d] gradient and Adam then updates all N rows and their two
 table of the retriever produces a sparse gradient holding only the rows the step touched, and those tables are
 stepped by a lazy Adam (`torch.optim.SparseAdam`): a step costs O(rows touched · d). Lazy means a row's moments
 move only on the steps that touch it, which is not the same trajectory as dense Adam (it is the usual choice for
-embedding tables). Supported: the `retriever` scheme with a retriever whose item table is one `nn.Embedding`'s
-weight used as it is (dot similarity; mf, gmf, sasrec...), without an auxiliary loss, weight decay 0.
+embedding tables). Supported: the `retriever`, `independent` and `corr` schemes with a retriever whose item table is
+one `nn.Embedding`'s weight used as it is (dot similarity; mf, gmf, sasrec...), without an auxiliary loss, weight
+decay 0; in the cooperative schemes the ranker's tables too, for a ranker whose tables are only read by lookups
+(`Ranker.sparse_lookups`: DIN, DeepFM).
 """
 from __future__ import annotations
 
@@ -49,4 +51,16 @@ def enable_sparse_embeddings(retriever: Retriever) -> list[nn.Parameter]:
     for module in tables:
         module.sparse = True
     retriever.training_rows = SparseRows(item_embedding)
+    return [module.weight for module in tables]
+
+
+def enable_sparse_ranker_embeddings(ranker: nn.Module) -> list[nn.Parameter]:
+    """Switch every embedding table of `ranker` to sparse gradients; refused (one line) for a ranker that reads a
+    table's weight directly, whose gradient would be dense."""
+    if not getattr(ranker, "sparse_lookups", False):
+        raise TandemError(f"train.sparse_embeddings: the ranker {type(ranker).__name__} reads its embedding tables "
+                          f"directly (sparse gradients need lookups only; DIN and DeepFM support it)")
+    tables = [module for module in ranker.modules() if isinstance(module, nn.Embedding)]
+    for module in tables:
+        module.sparse = True
     return [module.weight for module in tables]

@@ -17,6 +17,9 @@ class Ranker(nn.Module, ABC):
 
     num_items: int
     inputs: frozenset[str] = frozenset({"user"})
+    # True when every nn.Embedding of the model is read only by calling it (never through `.weight`), so its
+    # gradient can be sparse (`train.sparse_embeddings` in the cooperative schemes)
+    sparse_lookups: bool = False
 
     def auxiliary_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """An extra loss of the model's own for a training batch (a scalar), or None (the default: none)."""

@@ -32,6 +32,8 @@ class DeepFM(Ranker):
     torch.Size([2, 3])
     """
 
+    sparse_lookups = True  # every table is read by calling it
+
     def __init__(
         self,
         num_users: int,

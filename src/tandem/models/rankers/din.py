@@ -160,6 +160,8 @@ class DIN(Ranker):
     torch.Size([2, 2])
     """
 
+    sparse_lookups = True  # every table is read by calling it
+
     def __init__(
         self,
         num_users: int,
