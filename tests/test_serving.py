@@ -445,6 +445,42 @@ eval: {{cutoffs: [5], monitor: ndcg@5}}
         recommender.recommend(histories=[[str(data.item_tokens[1])]])
 
 
+def test_ncf_run_is_served_by_its_full_score_over_the_retrieved_candidates(tmp_path):
+    """NeuMF indexes its GMF part only: the service retrieves the top `retrieval_cutoff` items by GMF (known items
+    excluded) and orders them by the full NeuMF score, each candidate scored on its own here."""
+    frame = markov_interactions(30, 40, per_user=10, seed=6).interactions
+    frame.to_csv(tmp_path / "general.csv", index=False)
+    config = tmp_path / "ncf.yaml"
+    config.write_text(
+        f"""task: general
+data: {{format: table, path: {tmp_path / 'general.csv'}, columns: {{user: user, item: item, timestamp: timestamp}},
+       min_user_interactions: 3, min_item_interactions: 2}}
+retriever: {{name: ncf, embedding_dim: 8, mlp_hidden: [8]}}
+train: {{epochs: 1, batch_size: 64, num_negatives: 5, progress: false}}
+eval: {{cutoffs: [5], monitor: ndcg@5, retrieval_cutoff: 12}}
+"""
+    )
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    recommender = Recommender.from_run(tmp_path / "run")
+    data, model = recommender.data, recommender.scheme.retriever
+    assert recommender.rescores and recommender.info()["rescored_by"] == "full_score"
+    users = [0, 3, 7]
+    got = recommender.recommend(users=[str(data.user_tokens[u]) for u in users], k=5)
+    for row, user in enumerate(users):
+        known = set(data.items[data.indptr[user]:data.indptr[user + 1]].tolist())
+        with torch.no_grad():
+            gmf = {item: float(model.score({"user": torch.tensor([user])}, torch.tensor([item])))
+                   for item in range(1, data.num_items + 1) if item not in known}
+            retrieved = sorted(gmf, key=lambda item: (-gmf[item], item))[:12]
+            full = {item: float(model.full_score({"user": torch.tensor([user])}, torch.tensor([[item]])))
+                    for item in retrieved}
+        expected = sorted(retrieved, key=lambda item: -full[item])[:5]
+        assert [entry["item"] for entry in got[row]] == [str(data.item_tokens[item]) for item in expected]
+        for entry, item in zip(got[row], expected):
+            assert entry["score"] == pytest.approx(full[item], abs=1e-5)
+            assert entry["retriever_score"] == pytest.approx(gmf[item], abs=1e-5)
+
+
 def test_cli_index_factory(run_dir, recommender, capsys):
     user = str(recommender.data.user_tokens[0])
     expected = [entry["item"] for entry in recommender.recommend(users=[user], k=3)[0]]

@@ -10,7 +10,8 @@ FAISS and answers `recommend(...)`:
 2. retrieval: the top `retrieval_cutoff` items (config `eval.retrieval_cutoff`, raised to k when k is larger) by
    inner product, known items excluded (the user's interactions and the given history);
 3. re-ranking (cooperative schemes): the candidates re-ordered by `scheme.rerank_scores` (the ranker's score, or
-   ICC's joint score), ties keeping the retrieval order, exactly as the two-stage evaluation does;
+   ICC's joint score), ties keeping the retrieval order, exactly as the two-stage evaluation does; for a
+   retriever-only run whose model has a full score beyond its indexed part (NeuMF, `has_full_score`), by that;
 4. the top k, with raw item tokens and both scores.
 
 All contexts of one call go through the models together, in chunks of `train.eval_batch_size`.
@@ -96,6 +97,8 @@ class Recommender:
                               f"({data.num_items} items); use at most {data.num_items}")
         self.batch_size = int(batch_size or config.train.eval_batch_size)
         self.cooperative = bool(getattr(scheme, "cooperative", False))
+        # a retriever-only run whose model scores more than its indexed part (NeuMF) re-scores its candidates
+        self.rescores = not self.cooperative and bool(getattr(scheme.retriever, "has_full_score", False))
         self.needs_user = uses_users(scheme.retriever) or (self.cooperative and uses_users(scheme.ranker))
         self.user_ids = {str(token): index for index, token in enumerate(data.user_tokens)}
         self.item_ids = {str(token): index for index, token in enumerate(data.item_tokens) if index > 0}
@@ -137,6 +140,7 @@ class Recommender:
             "users": self.num_users,
             "items": self.num_items,
             "retrieval_cutoff": self.retrieval_cutoff,
+            "rescored_by": "ranker" if self.cooperative else "full_score" if self.rescores else None,
             "index": self.index.describe(),
         }
 
@@ -276,8 +280,9 @@ class Recommender:
         query = self.scheme.retriever.query(batch).float().cpu().numpy()
         candidates, retrieved = self.index.search(query, cutoff, exclude)
         valid = candidates > 0
-        if self.cooperative:
-            rerank = self.scheme.rerank_scores(batch, torch.from_numpy(candidates)).float().cpu().numpy()
+        if self.cooperative or self.rescores:
+            rescore = self.scheme.rerank_scores if self.cooperative else self.scheme.retriever.full_score
+            rerank = rescore(batch, torch.from_numpy(candidates)).float().cpu().numpy()
             rerank = np.where(valid, rerank, -np.inf).astype(np.float32)
             order = np.argsort(-rerank, axis=1, kind="stable")  # ties keep the retrieval order
         else:

@@ -38,12 +38,21 @@ class Retriever(nn.Module, ABC):
     "user" cannot serve an anonymous history). A model whose inputs depend on its options sets `self.inputs` in
     `__init__`. `auxiliary_loss(batch)` is an optional extra objective of the model's own (a masked-item loss, a
     second scorer's loss): every scheme adds it to the step's losses when it is not None.
+
+    A model whose own score is more than the indexed inner product (NeuMF: the GMF part is indexed, the MLP part is
+    not) sets `has_full_score` and implements `full_score(batch, items)`: serving re-scores the retrieved
+    candidates with it, the retrieve-then-rank step a ranker takes.
     """
 
     num_items: int
     inputs: frozenset[str] = frozenset({"user"})
     similarity: str = "dot"
     tau: float = 1.0
+    has_full_score: bool = False
+
+    def full_score(self, batch: dict[str, torch.Tensor], items: torch.Tensor) -> torch.Tensor:
+        """The model's own score [B, L] of candidate `items` [B, L], for a model with `has_full_score`."""
+        raise NotImplementedError(f"{type(self).__name__} scores by its inner product alone")
 
     def set_similarity(self, similarity: str, tau: float) -> None:
         if similarity not in SIMILARITIES:

@@ -15,8 +15,9 @@ step a ranker takes. The full score is trained by `auxiliary_loss`: the paper's 
 positive and `full_negatives` uniformly drawn items (the paper samples 4 per positive), weighted by `full_weight`;
 the run's retriever loss trains the factorised part. Both reach the GMF embeddings, which the towers share with
 the retriever; every scheme adds `auxiliary_loss` to the step's losses (`retriever_auxiliary`). With
-`full_weight: 0` only the GMF part learns. tandem's evaluation and serving of a retriever-only run rank by the GMF
-part; the re-scoring step is not wired into `tandem recommend`/`serve` yet.
+`full_weight: 0` only the GMF part learns. `tandem recommend`/`serve` re-score the retrieved top K with the full
+score (`has_full_score`); a run's own evaluation ranks by the GMF part (all items), and
+`benchmarks/retriever_full_score.py` measures the re-scored order on a finished run's test set.
 
 Defaults: embeddings 64 and dropout 0.3 (seed 000 B.2), MLP 128-64 with ReLU (the CoRR authors' NCF config, a
 tower halving each layer as the paper prescribes), no pre-training (seed 000 B.1).
@@ -38,6 +39,8 @@ from tandem.registry import register_retriever
 @register_retriever("ncf")
 class NeuMF(Retriever):
     """Retrieval by the GMF tower, <h_G * p^G_u, q^G_i>; `full_score` is NeuMF. Needs `batch["user"]` [B]."""
+
+    has_full_score = True
 
     def __init__(
         self,
