@@ -1,7 +1,8 @@
 """Regenerate the README's experiment results from the committed experiment outputs.
 
 Every `benchmarks/results/<spec>/table.md` written by `tandem experiment experiments/<spec>.yaml` is copied, with
-the command that produced it, between the markers `<!-- experiments:begin -->` and `<!-- experiments:end -->` of
+the command that produced it (and a `summary.md` beside it, a post-hoc analysis written by a benchmark script),
+between the markers `<!-- experiments:begin -->` and `<!-- experiments:end -->` of
 README.md. Usage: python benchmarks/readme_results.py
 """
 from __future__ import annotations
@@ -19,13 +20,15 @@ def section() -> str:
     parts = []
     for spec in sorted((ROOT / "experiments").glob("*.yaml")):
         table = ROOT / "benchmarks" / "results" / spec.stem / "table.md"
+        summary = table.with_name("summary.md")  # a post-hoc analysis of the runs (its script names itself)
+        extra = f"\n{summary.read_text().strip()}\n" if summary.is_file() else ""
         if not table.is_file():
-            parts.append(f"### {spec.stem}\n\nNot run yet: `tandem experiment experiments/{spec.name}`.\n")
+            parts.append(f"### {spec.stem}\n\nNot run yet: `tandem experiment experiments/{spec.name}`.\n{extra}")
             continue
         body = table.read_text().split("\n", 1)[1].strip()  # drop the table's own title
         body = re.sub(r"^#", "###", body, flags=re.M)
         parts.append(f"### {spec.stem}\n\n`tandem experiment experiments/{spec.name}` "
-                     f"(outputs in `benchmarks/results/{spec.stem}/`)\n\n{body}\n")
+                     f"(outputs in `benchmarks/results/{spec.stem}/`)\n\n{body}\n{extra}")
     return "\n".join(parts)
 
 

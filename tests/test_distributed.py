@@ -16,6 +16,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def general_config(tmp_path, users: int, items: int, per_user: int, seed: int, body: str):
+    """A general-task config over low-rank synthetic data written to `tmp_path`: the data section, then `body`."""
+    frame = low_rank_interactions(users, items, per_user=per_user, rank=4, sharpness=5.0, seed=seed).interactions
+    csv = tmp_path / "data.csv"
+    frame.to_csv(csv, index=False)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"""task: general
+data: {{format: table, path: {csv}, columns: {{user: user, item: item, timestamp: timestamp}},
+        min_user_interactions: 1, min_item_interactions: 1}}
+{body}""")
+    return config
+
+
 def worker(rank: int, world_size: int, port: int, config_path: str, out: str, result_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank))
     torch.set_num_threads(1)
@@ -31,19 +45,11 @@ def worker(rank: int, world_size: int, port: int, config_path: str, out: str, re
 
 
 def test_two_process_training(tmp_path):
-    frame = low_rank_interactions(200, 150, per_user=25, rank=4, sharpness=5.0, seed=0).interactions
-    csv = tmp_path / "data.csv"
-    frame.to_csv(csv, index=False)
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"""task: general
-data: {{format: table, path: {csv}, columns: {{user: user, item: item, timestamp: timestamp}},
-        min_user_interactions: 1, min_item_interactions: 1}}
-retriever: {{name: mf, embedding_dim: 16}}
-train: {{epochs: 8, lr: 0.01, batch_size: 128, num_negatives: 20, patience: 8, progress: false}}
-eval: {{cutoffs: [10]}}
-"""
-    )
+    config = general_config(tmp_path, 200, 150, 25, 0, """\
+retriever: {name: mf, embedding_dim: 16}
+train: {epochs: 8, lr: 0.01, batch_size: 128, num_negatives: 20, patience: 8, progress: false}
+eval: {cutoffs: [10]}
+""")
     out, results = tmp_path / "run", tmp_path / "results"
     results.mkdir()
     mp.spawn(worker, args=(2, free_port(), str(config), str(out), str(results)), nprocs=2, join=True)
@@ -92,20 +98,12 @@ def test_two_process_midx_index_and_sharded_evaluation(tmp_path):
     """Under 2 processes: MIDX's index is built on rank 0 and is the same on both ranks after training, the
     evaluation splits the rows between the ranks and its merged metrics equal one process's evaluation of the
     same trained model."""
-    frame = low_rank_interactions(120, 100, per_user=20, rank=4, sharpness=5.0, seed=1).interactions
-    csv = tmp_path / "data.csv"
-    frame.to_csv(csv, index=False)
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"""task: general
-data: {{format: table, path: {csv}, columns: {{user: user, item: item, timestamp: timestamp}},
-        min_user_interactions: 1, min_item_interactions: 1}}
-retriever: {{name: mf, embedding_dim: 16}}
-sampler: {{name: midx, num_clusters: 6, refresh: epoch}}
-train: {{epochs: 3, lr: 0.01, batch_size: 64, num_negatives: 10, patience: 3, progress: false, eval_batch_size: 32}}
-eval: {{cutoffs: [10]}}
-"""
-    )
+    config = general_config(tmp_path, 120, 100, 20, 1, """\
+retriever: {name: mf, embedding_dim: 16}
+sampler: {name: midx, num_clusters: 6, refresh: epoch}
+train: {epochs: 3, lr: 0.01, batch_size: 64, num_negatives: 10, patience: 3, progress: false, eval_batch_size: 32}
+eval: {cutoffs: [10]}
+""")
     results = tmp_path / "results"
     results.mkdir()
     mp.spawn(midx_worker, args=(2, free_port(), str(config), str(results)), nprocs=2, join=True)
@@ -213,20 +211,12 @@ def test_two_process_run_stopped_mid_epoch_resumes_bit_for_bit(tmp_path, capsys)
     from tandem.cli import main
     from test_resume import assert_same_run
 
-    frame = low_rank_interactions(100, 80, per_user=20, rank=4, sharpness=5.0, seed=2).interactions
-    csv = tmp_path / "data.csv"
-    frame.to_csv(csv, index=False)
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"""task: general
-data: {{format: table, path: {csv}, columns: {{user: user, item: item, timestamp: timestamp}},
-        min_user_interactions: 1, min_item_interactions: 1}}
-retriever: {{name: mf, embedding_dim: 8}}
-train: {{epochs: 2, lr: 0.01, batch_size: 128, num_negatives: 10, patience: 2, progress: false,
-         checkpoint_every: 3, keep_checkpoint: true, threads: 1}}
-eval: {{cutoffs: [10]}}
-"""
-    )
+    config = general_config(tmp_path, 100, 80, 20, 2, """\
+retriever: {name: mf, embedding_dim: 8}
+train: {epochs: 2, lr: 0.01, batch_size: 128, num_negatives: 10, patience: 2, progress: false,
+         checkpoint_every: 3, keep_checkpoint: true, threads: 1}
+eval: {cutoffs: [10]}
+""")
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     mp.spawn(resume_worker, args=(2, free_port(), str(config), str(full), str(resumed)), nprocs=2, join=True)
     assert (resumed / "stopped").read_text() == "False"  # it was stopped at step 6 of epoch 1's 7 per process

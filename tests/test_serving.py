@@ -412,21 +412,23 @@ def test_cli_recommend(run_dir, recommender, capsys):
     assert main(["recommend", str(run_dir)]) == 2
 
 
-def test_general_task_retriever_only_run(tmp_path):
-    """A retriever-only general-task run: recommendations are the retriever's exact top-k, known items excluded."""
-    frame = markov_interactions(30, 40, per_user=10, seed=5).interactions
+def train_general_run(tmp_path, seed: int, models: str) -> None:
+    """Train a one-epoch general-task run into tmp_path/run: small Markov data, then the `models` YAML lines."""
+    frame = markov_interactions(30, 40, per_user=10, seed=seed).interactions
     frame.to_csv(tmp_path / "general.csv", index=False)
     config = tmp_path / "general.yaml"
     config.write_text(
         f"""task: general
 data: {{format: table, path: {tmp_path / 'general.csv'}, columns: {{user: user, item: item, timestamp: timestamp}},
        min_user_interactions: 3, min_item_interactions: 2}}
-retriever: {{name: mf, embedding_dim: 8}}
 train: {{epochs: 1, batch_size: 64, num_negatives: 5, progress: false}}
-eval: {{cutoffs: [5], monitor: ndcg@5}}
-"""
-    )
+""" + models)
     assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+
+
+def test_general_task_retriever_only_run(tmp_path):
+    """A retriever-only general-task run: recommendations are the retriever's exact top-k, known items excluded."""
+    train_general_run(tmp_path, 5, "retriever: {name: mf, embedding_dim: 8}\neval: {cutoffs: [5], monitor: ndcg@5}\n")
     recommender = Recommender.from_run(tmp_path / "run", exact=False)
     recommender.index.nprobe = recommender.index.nlist
     data, retriever = recommender.data, recommender.scheme.retriever
@@ -448,19 +450,8 @@ eval: {{cutoffs: [5], monitor: ndcg@5}}
 def test_ncf_run_is_served_by_its_full_score_over_the_retrieved_candidates(tmp_path):
     """NeuMF indexes its GMF part only: the service retrieves the top `retrieval_cutoff` items by GMF (known items
     excluded) and orders them by the full NeuMF score, each candidate scored on its own here."""
-    frame = markov_interactions(30, 40, per_user=10, seed=6).interactions
-    frame.to_csv(tmp_path / "general.csv", index=False)
-    config = tmp_path / "ncf.yaml"
-    config.write_text(
-        f"""task: general
-data: {{format: table, path: {tmp_path / 'general.csv'}, columns: {{user: user, item: item, timestamp: timestamp}},
-       min_user_interactions: 3, min_item_interactions: 2}}
-retriever: {{name: ncf, embedding_dim: 8, mlp_hidden: [8]}}
-train: {{epochs: 1, batch_size: 64, num_negatives: 5, progress: false}}
-eval: {{cutoffs: [5], monitor: ndcg@5, retrieval_cutoff: 12}}
-"""
-    )
-    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    train_general_run(tmp_path, 6, "retriever: {name: ncf, embedding_dim: 8, mlp_hidden: [8]}\n"
+                                   "eval: {cutoffs: [5], monitor: ndcg@5, retrieval_cutoff: 12}\n")
     recommender = Recommender.from_run(tmp_path / "run")
     data, model = recommender.data, recommender.scheme.retriever
     assert recommender.rescores and recommender.info()["rescored_by"] == "full_score"
