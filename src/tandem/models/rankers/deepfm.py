@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tandem.models.layers import padded_item_embedding
@@ -96,15 +97,26 @@ class DeepFM(Ranker):
         return fields, first
 
     def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor) -> torch.Tensor:
+        """first order + FM second order + deep part, [B, L]. The user's fields are shared by the L candidates of
+        a row, so their part of the FM sums and of the MLP's first layer (W x = W_u x_u + W_i x_i) is computed once
+        per row, not once per candidate: the [B, L, F, d] field tensor is never built."""
         if items.dim() != 2:
             raise ValueError(f"expected items [B, L], got shape {tuple(items.shape)}")
         user_fields, user_first = self.user_fields(batch)  # [B, Fu, d], [B]
         item_fields, item_first = self.item_fields(items)  # [B, L, Fi, d], [B, L]
-        batch_size, length = items.shape
-        user_fields = user_fields.unsqueeze(1).expand(batch_size, length, *user_fields.shape[1:])
-        fields = torch.cat([user_fields, item_fields], dim=2)  # [B, L, F, d]
         first_order = self.bias + user_first.unsqueeze(1) + item_first
-        summed = fields.sum(2)
-        second_order = 0.5 * (summed.pow(2) - fields.pow(2).sum(2)).sum(-1)
-        deep = self.output(self.mlp(fields.flatten(2))).squeeze(-1)
+        # FM: 1/2 sum_k [(sum_f v_fk)^2 - sum_f v_fk^2], the user's sums shared by its row
+        summed = user_fields.sum(1).unsqueeze(1) + item_fields.sum(2)  # [B, L, d]
+        squares = user_fields.pow(2).sum((1, 2)).unsqueeze(1) + item_fields.pow(2).sum((2, 3))  # [B, L]
+        second_order = 0.5 * (summed.pow(2).sum(-1) - squares)
+        user_flat, item_flat = user_fields.flatten(1), item_fields.flatten(2)  # [B, Fu d], [B, L, Fi d]
+        if len(self.mlp):
+            first, rest = self.mlp[0], self.mlp[1:]
+            split = user_flat.shape[1]
+            from_user = torch.addmm(first.bias, user_flat, first.weight[:, :split].t())  # [B, H]
+            hidden = F.linear(item_flat, first.weight[:, split:]) + from_user.unsqueeze(1)  # [B, L, H]
+            deep = self.output(rest(hidden)).squeeze(-1)
+        else:
+            joined = torch.cat([user_flat.unsqueeze(1).expand(-1, items.shape[1], -1), item_flat], dim=2)
+            deep = self.output(joined).squeeze(-1)
         return first_order + second_order + deep
