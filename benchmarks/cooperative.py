@@ -4,7 +4,10 @@ several seeds: test Recall/NDCG/MRR@10 as mean ± std, and seconds per epoch, wr
 With --speed it instead times one training step on ML-100K batches (512 rows, 20 negatives, history 20): DIN's
 forward + backward and its 100-candidate forward, the current DIN against the previous implementation (kept here,
 `legacy_score`, as the before-figure and checked equal to the current one on the same batch), and a full CoRR
-step against a SASRec-alone step; medians over interleaved repeats, written to cooperative_speed.json.
+step against a SASRec-alone step; and on the general task (MF + DeepFM, configs/ml100k-general-corr.yaml) DeepFM's
+forward + backward, current against its previous implementation (`legacy_deepfm_score`, the concatenated field
+tensor), and a CoRR step against an MF-alone step; medians over interleaved repeats, written to
+cooperative_speed.json.
 
 Usage: python benchmarks/cooperative.py [--epochs 5] [--seeds 0 1 2] [--out benchmarks/results/cooperative.json]
        python benchmarks/cooperative.py --methods CoRR ICC --out part2.json   # a subset, e.g. in another process
@@ -27,6 +30,7 @@ import torch
 from tandem.config import load_config
 from tandem.data.splits import iterate_batches
 from tandem.experiments.grid import Entry, markdown_table, run_grid
+from tandem.models.rankers.deepfm import DeepFM
 from tandem.models.rankers.din import DIN, ActivationUnit
 from tandem.run import build_scheme, prepare
 from tandem.utils import atomic_write_json
@@ -78,6 +82,49 @@ def legacy_score(model: DIN, batch: dict[str, torch.Tensor], items: torch.Tensor
     if model.item_bias is not None:
         scores = scores + model.item_bias(items).squeeze(-1)
     return scores
+
+
+def legacy_deepfm_score(model: DeepFM, batch: dict[str, torch.Tensor], items: torch.Tensor) -> torch.Tensor:
+    """DeepFM's score before the per-row user share (commit 017763e): every candidate's [F, d] fields built."""
+    user_fields, user_first = model.user_fields(batch)
+    item_fields, item_first = model.item_fields(items)
+    batch_size, length = items.shape
+    user_fields = user_fields.unsqueeze(1).expand(batch_size, length, *user_fields.shape[1:])
+    fields = torch.cat([user_fields, item_fields], dim=2)
+    first_order = model.bias + user_first.unsqueeze(1) + item_first
+    summed = fields.sum(2)
+    second_order = 0.5 * (summed.pow(2) - fields.pow(2).sum(2)).sum(-1)
+    return first_order + second_order + model.output(model.mlp(fields.flatten(2))).squeeze(-1)
+
+
+def general_speed(repeats: int) -> dict[str, object]:
+    """MF alone vs CoRR with MF + DeepFM, one training step on an ML-100K general batch; DeepFM current vs legacy."""
+    schemes = {}
+    for label, name in (("mf", "ml100k-general-mf.yaml"), ("corr", "ml100k-general-corr.yaml")):
+        config = load_config(os.path.join(CONFIGS, name), ["train.progress=false"])
+        prepared = prepare(config)
+        schemes[label] = build_scheme(config, prepared)
+        schemes[label].on_epoch_start(prepared.split.train)
+        schemes[label].train()
+    batch = next(iterate_batches(prepared.split.train.tensors, 512, shuffle=True,
+                                 generator=torch.Generator().manual_seed(0)))
+    ranker: DeepFM = schemes["corr"].ranker
+    items = torch.cat([batch["item"].unsqueeze(1),
+                       torch.randint(1, ranker.num_items + 1, (512, 20), generator=torch.Generator().manual_seed(1))], 1)
+    ranker.eval()
+    with torch.no_grad():
+        legacy = legacy_deepfm_score(ranker, batch, items)
+        check = ((ranker.score(batch, items) - legacy).abs().max() / legacy.abs().max()).item()
+    ranker.train()
+    deepfm = interleaved_medians({"current": lambda: ranker.score(batch, items).sum().backward(),
+                                  "legacy": lambda: legacy_deepfm_score(ranker, batch, items).sum().backward()},
+                                 repeats)
+    optimizers = {label: torch.optim.Adam(scheme.parameters(), lr=1e-3) for label, scheme in schemes.items()}
+    steps = interleaved_medians({label: (lambda label=label: training_step(schemes[label], optimizers[label], batch))
+                                 for label in schemes}, repeats)
+    return {"max_relative_difference_current_vs_legacy": check,
+            "deepfm_forward_backward_21": {**deepfm, "legacy_over_current": deepfm["legacy"] / deepfm["current"]},
+            "step": {**steps, "corr_over_mf": steps["corr"] / steps["mf"]}}
 
 
 def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -166,7 +213,9 @@ def speed(args: argparse.Namespace) -> None:
     result = {
         "what": "median seconds over interleaved repeats on one ML-100K training batch (sequential task, SASRec + "
                 "DIN as configs/ml100k-seq-corr.yaml; user and item features); 'legacy' is DIN before the blockwise "
-                "activation unit (commit 5c846ef), kept in benchmarks/cooperative.py",
+                "activation unit (commit 5c846ef), kept in benchmarks/cooperative.py; general_mf_deepfm: the same on "
+                "an ML-100K general batch, MF alone vs CoRR with MF + DeepFM (configs/ml100k-general-corr.yaml), "
+                "legacy DeepFM = before the per-row user share (commit 017763e)",
         "shapes": {"batch": 512, "history": int(batch["history"].shape[1]), "train_candidates": 21,
                    "eval_candidates": 100},
         "max_relative_difference_current_vs_legacy": check,
@@ -174,6 +223,7 @@ def speed(args: argparse.Namespace) -> None:
         "din_forward_100_no_grad": {**din_eval, "legacy_over_current": din_eval["legacy"] / din_eval["current"]},
         "step": {**steps, "corr_current_over_sasrec": steps["corr_current"] / steps["sasrec"],
                  "corr_legacy_over_sasrec": steps["corr_legacy"] / steps["sasrec"]},
+        "general_mf_deepfm": general_speed(args.repeats),
         "repeats": args.repeats,
         "machine": {"torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "torch": torch.__version__, "load_average_1min": os.getloadavg()[0]},
@@ -181,7 +231,8 @@ def speed(args: argparse.Namespace) -> None:
     }
     atomic_write_json(args.out, result)
     print(json.dumps({key: result[key] for key in ("max_relative_difference_current_vs_legacy",
-                                                    "din_forward_backward_21", "din_forward_100_no_grad", "step")},
+                                                    "din_forward_backward_21", "din_forward_100_no_grad", "step",
+                                                    "general_mf_deepfm")},
                      indent=1))
     print(f"-> {args.out}")
 
