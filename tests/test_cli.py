@@ -140,7 +140,7 @@ def test_demo_summarises_the_committed_converged_runs(tmp_path, monkeypatch):
 def test_progress_is_one_line_per_epoch_when_not_a_terminal(tmp_path, tiny_csv, capsys):
     config = tiny_config(tmp_path, tiny_csv)
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--set", "train.progress=true",
-                 "--set", "train.epochs=3", "--set", "train.eval_every=2", "--set", "train.batch_size=8"]) == 0
+                 "--set", "train.epochs=3", "--set", "train.eval_every=2", "--set", "train.batch_size=32"]) == 0
     err = capsys.readouterr().err
     assert "\r" not in err
     assert [line.split(":")[0] for line in err.splitlines()] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]

@@ -102,8 +102,8 @@ def test_registry_builds_every_name_with_one_signature():
     pos, neg, neg_q = data(seed=4)
     pos_q = torch.full_like(pos, -3.0)
     rank = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=DT)
-    assert set(LOSS_NAMES) == {"softmax", "softmax-noq", "bpr", "bce", "triplet", "croloss", "croloss-lambda", "adasir",
-                               "adasir-w"}
+    assert set(LOSS_NAMES) == {"softmax", "softmax-noq", "bpr", "bce", "triplet", "top1", "croloss", "croloss-lambda",
+                               "adasir", "adasir-w"}
     for name in LOSS_NAMES:
         loss = build_loss(name, num_items=50)
         assert isinstance(loss, RetrieverLoss) and loss.name == name
