@@ -6,7 +6,7 @@ between alpha and Recall@N over the alphas, and a per-user paired test (Wilcoxon
 the largest and the smallest alpha. Draws Recall@N relative to alpha = 1.0 against alpha, one line per N (the
 paper's Figure 4 plotted as a ratio, so that the cutoffs share one axis). Usage:
     python benchmarks/croloss_alpha.py [benchmarks/results/seed002-alpha]
-Writes croloss_alpha.json and croloss_alpha.png into that directory.
+Writes croloss_alpha.json, croloss_alpha.png and summary.md (for the README) into that directory.
 """
 from __future__ import annotations
 
@@ -71,6 +71,17 @@ def main() -> int:
     sweep_plot(out / "croloss_alpha.png", alphas, ratios, "alpha", f"test Recall@N / Recall@N at {reference}",
                "CROLoss (sigmoid kernel), MF on ML-100K")
     (out / "croloss_alpha.json").write_text(json.dumps(summary, indent=2) + "\n")
+    rows = []
+    for metric, entry in summary["cutoffs"].items():
+        means = " | ".join(f"{100 * entry['mean_by_alpha'][str(a)]:.2f}" for a in alphas)
+        rows.append(f"| {metric} | {means} | {entry['best_alpha']:g} | {entry['spearman_alpha_vs_recall']:+.2f} | "
+                    f"{entry['p_wilcoxon_largest_vs_smallest']:.2g} |")
+    lines = [f"Seed 002's alpha finding on these runs (`python benchmarks/croloss_alpha.py`, "
+             f"`croloss_alpha.png`), test ×100, {len(seeds)} seed(s):", "",
+             "| metric | " + " | ".join(f"α = {a:g}" for a in alphas) + " | best α | Spearman(α, recall) | "
+             f"p, α = {alphas[-1]:g} vs {alphas[0]:g} (W) |",
+             "| --- | " + " | ".join("---" for _ in alphas) + " | --- | --- | --- |", *rows]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'croloss_alpha.json'} and {out / 'croloss_alpha.png'}")
     return 0
 
