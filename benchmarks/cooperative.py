@@ -97,10 +97,10 @@ def legacy_deepfm_score(model: DeepFM, batch: dict[str, torch.Tensor], items: to
     return first_order + second_order + model.output(model.mlp(fields.flatten(2))).squeeze(-1)
 
 
-def general_speed(repeats: int) -> dict[str, object]:
-    """MF alone vs CoRR with MF + DeepFM, one training step on an ML-100K general batch; DeepFM current vs legacy."""
+def schemes_and_batch(configs: dict[str, str]) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor]]:
+    """The schemes of the named configs (sampler ready, training mode) and one shuffled training batch of 512."""
     schemes = {}
-    for label, name in (("mf", "ml100k-general-mf.yaml"), ("corr", "ml100k-general-corr.yaml")):
+    for label, name in configs.items():
         config = load_config(os.path.join(CONFIGS, name), ["train.progress=false"])
         prepared = prepare(config)
         schemes[label] = build_scheme(config, prepared)
@@ -108,6 +108,12 @@ def general_speed(repeats: int) -> dict[str, object]:
         schemes[label].train()
     batch = next(iterate_batches(prepared.split.train.tensors, 512, shuffle=True,
                                  generator=torch.Generator().manual_seed(0)))
+    return schemes, batch
+
+
+def general_speed(repeats: int) -> dict[str, object]:
+    """MF alone vs CoRR with MF + DeepFM, one training step on an ML-100K general batch; DeepFM current vs legacy."""
+    schemes, batch = schemes_and_batch({"mf": "ml100k-general-mf.yaml", "corr": "ml100k-general-corr.yaml"})
     ranker: DeepFM = schemes["corr"].ranker
     items = torch.cat([batch["item"].unsqueeze(1),
                        torch.randint(1, ranker.num_items + 1, (512, 20), generator=torch.Generator().manual_seed(1))], 1)
@@ -152,15 +158,7 @@ def speed(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     torch.set_num_threads(args.threads or torch.get_num_threads())
     torch.manual_seed(0)
-    schemes = {}
-    for label, name in (("sasrec", "ml100k-seq-sasrec.yaml"), ("corr", "ml100k-seq-corr.yaml")):
-        config = load_config(os.path.join(CONFIGS, name), ["train.progress=false"])
-        prepared = prepare(config)
-        schemes[label] = build_scheme(config, prepared)
-        schemes[label].on_epoch_start(prepared.split.train)
-        schemes[label].train()
-    batch = next(iterate_batches(prepared.split.train.tensors, 512, shuffle=True,
-                                 generator=torch.Generator().manual_seed(0)))
+    schemes, batch = schemes_and_batch({"sasrec": "ml100k-seq-sasrec.yaml", "corr": "ml100k-seq-corr.yaml"})
     corr = schemes["corr"]
     ranker: DIN = corr.ranker
     num_items = ranker.num_items
