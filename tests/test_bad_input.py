@@ -128,6 +128,8 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], str]] = [
      "not UTF-8"),
     ("YAML a list", lambda ws: ws.train(config=ws.config("- train\n- epochs\n")), "top level must be a mapping"),
     ("YAML a scalar", lambda ws: ws.train(config=ws.config("just words\n")), "top level must be a mapping"),
+    ("YAML key not a name", lambda ws: ws.train(config=ws.config("?\n")), "config keys must be names, got None"),
+    ("YAML numeric key", lambda ws: ws.train(config=ws.config("train: {1: 2}\n")), "under 'train', got 1"),
     ("YAML section not a mapping", lambda ws: ws.train("--set", "train=5"), "'train': expected a mapping"),
     ("lr nan", lambda ws: ws.train("--set", "train.lr=.nan"), "train.lr"),
     ("lr inf", lambda ws: ws.train("--set", "train.lr=.inf"), "train.lr"),

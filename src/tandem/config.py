@@ -204,6 +204,10 @@ def _check_value(value: Any, annotation: Any, key: str) -> Any:
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise TandemError(f"config key {prefix or '<root>'!r}: expected a mapping, got {raw!r}")
+    odd = [key for key in raw if not isinstance(key, str)]
+    if odd:
+        where = f" under {prefix!r}" if prefix else ""
+        raise TandemError(f"config keys must be names{where}, got {odd[0]!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
