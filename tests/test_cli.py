@@ -134,6 +134,7 @@ def test_demo_summarises_the_committed_converged_runs(tmp_path, monkeypatch):
     assert "does not reproduce" in text and "the best is SASRec alone" in text
     path.write_text("\n".join(rows).replace("pipeline,ndcg@10,0.08", "pipeline,ndcg@10,0.20") + "\n")
     assert "CoRR's pipeline beats SASRec alone" in demo.converged_summary(path)
+    assert "MF alone" in demo.converged_summary(path, retriever="MF")
     assert demo.converged_summary(tmp_path / "absent.csv") is None
 
 
