@@ -175,7 +175,7 @@ class Trainer:
             "world_size": self.topology.world_size,
             "model": self.scheme.state_dict(),
             "optimizer": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
-            **self.process_state(),
+            **(ranks[self.topology.rank] if ranks is not None else self.process_state()),
             "generator": self.generator.get_state(),
             "epoch_generator": self.epoch_generator,
             "progress": asdict(self.progress),
