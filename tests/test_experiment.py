@@ -63,6 +63,24 @@ def test_experiment_outputs_and_resume(tmp_path, tiny_csv, capsys):  # noqa: F81
     run_experiment(load_spec(spec_path), out, log=lambda text: None)
     assert (out / "runs" / "retriever-s1" / "best.pt").stat().st_mtime_ns == stamp
     assert (out / "runs" / "independent-s2" / "report.json").is_file()
+    # reuse: another spec naming the same run copies it (same config, execution keys aside) instead of training
+    other = tmp_path / "other.yaml"
+    reuse = f"reuse: {{dir: {out.name}, method: retriever}}"
+    other.write_text(f"""name: other
+seeds: [1]
+overrides: [train.epochs=2, train.patience=2, train.threads=1]
+methods:
+  same: {{config: {config.name}, {reuse}}}
+  changed: {{config: {config.name}, overrides: [train.lr=0.5], {reuse}}}
+""")
+    lines: list[str] = []
+    with pytest.raises(TandemError, match="different config .key 'train.lr'"):
+        run_experiment(load_spec(other), tmp_path / "other", log=lines.append)
+    assert any(line.startswith("reuse: same-s1 copied") for line in lines)
+    copied = read_per_user(tmp_path / "other" / "per_user" / "same-s1.csv")
+    source = read_per_user(out / "per_user" / "retriever-s1.csv")
+    assert np.array_equal(copied["retriever"]["ndcg@10"], source["retriever"]["ndcg@10"])
+    assert not (tmp_path / "other" / "runs" / "changed-s1").exists()
 
 
 def test_paired_test_matches_a_hand_computed_t_statistic():
@@ -78,6 +96,7 @@ def test_paired_test_matches_a_hand_computed_t_statistic():
 
 
 @pytest.mark.parametrize("body, message", [
+    ("methods: {a: {config: spec.yaml, reuse: somewhere}}\n", "'reuse' must be"),
     ("seeds: [1]\n", "methods"),
     ("methods: {a: {config: nowhere.yaml}}\n", "does not exist"),
     ("seeds: [1]\nseeds: [2]\n", "twice|duplicate"),

@@ -22,12 +22,14 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
-from tandem.config import load_config
+from tandem.config import load_config, read_yaml_file
 from tandem.data.splits import EvalSet
+from tandem.errors import TandemError
 from tandem.evaluation import full_ranking_metrics
 from tandem.evaluation.ranking import padded_rows
-from tandem.experiments.spec import ExperimentSpec
+from tandem.experiments.spec import ExperimentSpec, Reuse
 from tandem.experiments.tables import write_outputs
 from tandem.utils import atomic_write_bytes
 
@@ -78,6 +80,49 @@ def read_per_user(path: Path) -> dict[str, dict[str, np.ndarray]]:
             for stage, part in frame.groupby("stage", sort=False)}
 
 
+# keys that say how a run executes, not what it trains: a reused run may differ in them
+EXECUTION_KEYS = ("train.threads", "train.progress", "train.eval_batch_size", "train.checkpoint_every",
+                  "train.keep_checkpoint")
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    """The dotted key where two config mappings first differ (execution keys aside), or None when equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if f"{prefix}{key}" in EXECUTION_KEYS:
+                continue
+            found = _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+            if found is not None:
+                return found
+        return None
+    return None if a == b else prefix.rstrip(".")
+
+
+def copy_finished_run(reuse: Reuse, seed: int, config: dict[str, Any], run_dir: Path, per_user: Path,
+                      log: Log) -> None:
+    """Copy `reuse`'s finished run of this seed when its config equals `config`; refuse a differing one."""
+    source = reuse.dir / "runs" / f"{reuse.method}-s{seed}"
+    source_rows = reuse.dir / "per_user" / f"{reuse.method}-s{seed}.csv"
+    if not ((source / "report.json").is_file() and source_rows.is_file()):
+        log(f"reuse: {source} is not finished: training {run_dir.name} here")
+        return
+    written = read_yaml_file(source / "config.yaml", what="run config")
+    # both sides through YAML, so tuples and lists compare equal
+    difference = _first_difference(yaml.safe_load(yaml.safe_dump(config, sort_keys=False)), written)
+    if difference is not None:
+        raise TandemError(f"reuse: {source} was trained with a different config (key {difference!r}); "
+                          "fix the spec's reuse entry or remove it")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    staging = run_dir.with_name(run_dir.name + ".copying")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("checkpoint.pt"))
+    per_user.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(per_user, source_rows.read_bytes())
+    staging.rename(run_dir)  # report.json appears only with the whole run
+    log(f"reuse: {run_dir.name} copied from {source}")
+
+
 def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: Log) -> None:
     """Train one (method, seed) to early stopping unless it is done; write its report and per-user metrics."""
     from tandem.run import load_run, train_run
@@ -90,6 +135,10 @@ def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: 
         return
     config = load_config(method.config, [*spec.overrides, *method.overrides, f"seed={seed}", "train.progress=false"])
     started = time.perf_counter()
+    if not (run_dir / "report.json").is_file() and method.reuse is not None:
+        copy_finished_run(method.reuse, seed, config.to_dict(), run_dir, per_user, log)
+        if per_user.is_file():
+            return
     if not (run_dir / "report.json").is_file():
         resumable = (run_dir / "checkpoint.pt").is_file()
         if run_dir.exists() and not resumable:

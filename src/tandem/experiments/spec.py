@@ -11,12 +11,14 @@ methods:
   retriever: {config: ../configs/ml100k-seq-sasrec.yaml}
   corr: {config: ../configs/ml100k-seq-corr.yaml, overrides: [scheme.distill=none]}
   other-corr: {config: other.yaml, reference: other-independent}   # a method's own reference (one table, pairs)
+  same-as-elsewhere: {config: ../configs/ml100k-seq-corr.yaml, reuse: {dir: ../benchmarks/results/other, method: corr}}
 published:                        # optional, x 1e-2 as the papers print them
   corr: {recall@10: 18.46, ndcg@10: 9.83, mrr@10: 7.25}
 plot: {kind: cutoff_sweep, metric: ndcg@10}   # optional: a figure of the pipeline against the retrieval cutoff
 ```
 
-Config paths are relative to the spec file. Every key is checked; a mistake is a TandemError that names it.
+Config and reuse paths are relative to the spec file. `reuse` names the same run in another experiment's output:
+when that run is finished and its config equals this method's key by key, it is copied instead of trained again. Every key is checked; a mistake is a TandemError that names it.
 """
 from __future__ import annotations
 
@@ -35,6 +37,14 @@ class Method:
     config: Path
     overrides: list[str] = field(default_factory=list)
     reference: str | None = None  # compared against this method instead of the spec's reference
+    reuse: "Reuse | None" = None  # the same run in another experiment's output, copied when finished
+
+
+@dataclass
+class Reuse:
+    """Where the same (config, seed) run may already be finished: `<dir>/runs/<method>-s<seed>`."""
+    dir: Path
+    method: str
 
 
 @dataclass
@@ -59,6 +69,15 @@ def _string_list(value: Any, key: str) -> list[str]:
     return list(value)
 
 
+def _reuse(value: Any, path: Path, name: str) -> Reuse | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"dir", "method"} or not all(
+            isinstance(v, str) and v for v in value.values()):
+        raise TandemError(f"experiment spec {path}: method {name!r}: 'reuse' must be {{dir: OUTPUT_DIR, method: NAME}}")
+    return Reuse((path.parent / value["dir"]).resolve(), value["method"])
+
+
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and check a spec file."""
     from tandem.config import read_yaml_file
@@ -77,15 +96,16 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         raise TandemError(f"experiment spec {path}: 'methods' must be a non-empty mapping of name -> {{config: ...}}")
     methods = []
     for name, entry in methods_raw.items():
-        if not isinstance(entry, dict) or "config" not in entry or set(entry) - {"config", "overrides", "reference"}:
+        if not isinstance(entry, dict) or "config" not in entry or set(entry) - {"config", "overrides", "reference",
+                                                                                  "reuse"}:
             raise TandemError(f"experiment spec {path}: method {name!r} needs 'config' (and optional 'overrides', "
-                              "'reference')")
+                              "'reference', 'reuse')")
         config = (path.parent / str(entry["config"])).resolve()
         if not config.is_file():
             raise TandemError(f"experiment spec {path}: method {name!r}: config {config} does not exist")
         own = entry.get("reference")
         methods.append(Method(str(name), config, _string_list(entry.get("overrides"), f"methods.{name}.overrides"),
-                              None if own is None else str(own)))
+                              None if own is None else str(own), _reuse(entry.get("reuse"), path, str(name))))
     seeds = raw.get("seeds", [2023])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise TandemError(f"experiment spec {path}: 'seeds' must be a non-empty list of non-negative integers")
