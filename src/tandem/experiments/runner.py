@@ -22,15 +22,15 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
-from tandem.config import load_config, read_yaml_file
+from tandem.config import Config, load_config
 from tandem.data.splits import EvalSet
 from tandem.errors import TandemError
 from tandem.evaluation import full_ranking_metrics
 from tandem.evaluation.ranking import padded_rows
 from tandem.experiments.spec import ExperimentSpec, Reuse
 from tandem.experiments.tables import write_outputs
+from tandem.run import config_differences, read_run_config
 from tandem.utils import atomic_write_bytes
 
 Log = Callable[[str], None]
@@ -85,32 +85,17 @@ EXECUTION_KEYS = ("train.threads", "train.progress", "train.eval_batch_size", "t
                   "train.keep_checkpoint")
 
 
-def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
-    """The dotted key where two config mappings first differ (execution keys aside), or None when equal."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b), key=str):
-            if f"{prefix}{key}" in EXECUTION_KEYS:
-                continue
-            found = _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
-            if found is not None:
-                return found
-        return None
-    return None if a == b else prefix.rstrip(".")
-
-
-def copy_finished_run(reuse: Reuse, seed: int, config: dict[str, Any], run_dir: Path, per_user: Path,
-                      log: Log) -> None:
+def copy_finished_run(reuse: Reuse, seed: int, config: Config, run_dir: Path, per_user: Path, log: Log) -> None:
     """Copy `reuse`'s finished run of this seed when its config equals `config`; refuse a differing one."""
     source = reuse.dir / "runs" / f"{reuse.method}-s{seed}"
     source_rows = reuse.dir / "per_user" / f"{reuse.method}-s{seed}.csv"
     if not ((source / "report.json").is_file() and source_rows.is_file()):
         log(f"reuse: {source} is not finished: training {run_dir.name} here")
         return
-    written = read_yaml_file(source / "config.yaml", what="run config")
-    # both sides through YAML, so tuples and lists compare equal
-    difference = _first_difference(yaml.safe_load(yaml.safe_dump(config, sort_keys=False)), written)
-    if difference is not None:
-        raise TandemError(f"reuse: {source} was trained with a different config (key {difference!r}); "
+    # the stored config read like any run's (keys added since take their defaults, which keep the old behaviour)
+    differences = [key for key in config_differences(config, read_run_config(source)) if key not in EXECUTION_KEYS]
+    if differences:
+        raise TandemError(f"reuse: {source} was trained with a different config (key {differences[0]!r}); "
                           "fix the spec's reuse entry or remove it")
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -136,7 +121,7 @@ def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: 
     config = load_config(method.config, [*spec.overrides, *method.overrides, f"seed={seed}", "train.progress=false"])
     started = time.perf_counter()
     if not (run_dir / "report.json").is_file() and method.reuse is not None:
-        copy_finished_run(method.reuse, seed, config.to_dict(), run_dir, per_user, log)
+        copy_finished_run(method.reuse, seed, config, run_dir, per_user, log)
         if per_user.is_file():
             return
     if not (run_dir / "report.json").is_file():
