@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tandem.models.layers import padded_item_embedding
+from tandem.models.layers import UniformMaskDropout, padded_item_embedding
 from tandem.models.rankers.base import Ranker
 from tandem.models.rankers.features import FeatureEmbedding, FeatureInput
 from tandem.registry import register_ranker
@@ -38,7 +38,7 @@ def leaky_mlp(in_dim: int, hidden: Sequence[int], dropout: float) -> nn.Sequenti
     """Linear -> LeakyReLU -> dropout for each hidden size (the paper's MLP; no output layer)."""
     layers: list[nn.Module] = []
     for size in hidden:
-        layers += [nn.Linear(in_dim, int(size)), nn.LeakyReLU(), nn.Dropout(dropout)]
+        layers += [nn.Linear(in_dim, int(size)), nn.LeakyReLU(), UniformMaskDropout(dropout)]
         in_dim = int(size)
     return nn.Sequential(*layers)
 

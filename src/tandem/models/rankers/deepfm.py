@@ -6,7 +6,8 @@ Fields, each an embedding of dimension d: user id, every user feature, item id, 
 
     y = b + sum_f w_f  (first order)  +  sum_{f<g} <v_f, v_g>  (second order)  +  MLP(concat_f v_f)  (deep).
 
-User-side fields are computed once per row and broadcast over the L candidates.
+User-side fields are computed once per row and broadcast over the L candidates, item-side ones once per distinct
+item of the batch.
 """
 from __future__ import annotations
 
@@ -90,33 +91,35 @@ class DeepFM(Ranker):
         return torch.cat(fields, dim=1), first
 
     def item_fields(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Item-side field vectors [B, L, Fi, d] and their first-order sum [B, L]."""
+        """Item-side field vectors [..., Fi, d] and their first-order sum [...] of an item id tensor [...]."""
         features = self.item_features(items)  # [B, L, F, d + 1]
         fields = torch.cat([self.item_embedding(items).unsqueeze(-2), features[..., :-1]], dim=-2)
         first = self.item_bias(items).squeeze(-1) + features[..., -1].sum(-1)
         return fields, first
 
     def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor) -> torch.Tensor:
-        """first order + FM second order + deep part, [B, L]. The user's fields are shared by the L candidates of
-        a row, so their part of the FM sums and of the MLP's first layer (W x = W_u x_u + W_i x_i) is computed once
-        per row, not once per candidate: the [B, L, F, d] field tensor is never built."""
+        """first order + FM second order + deep part, [B, L]. The [B, L, F, d] field tensor is never built: the
+        user's fields are shared by the L candidates of a row and an item's by every slot it fills, so each side's
+        part of the FM sums and of the MLP's first layer (W x = W_u x_u + W_i x_i) is computed once per row and once
+        per distinct item of the batch (a 512 x 21 batch on ML-100K holds ~1,500 distinct items)."""
         if items.dim() != 2:
             raise ValueError(f"expected items [B, L], got shape {tuple(items.shape)}")
         user_fields, user_first = self.user_fields(batch)  # [B, Fu, d], [B]
-        item_fields, item_first = self.item_fields(items)  # [B, L, Fi, d], [B, L]
-        first_order = self.bias + user_first.unsqueeze(1) + item_first
-        # FM: 1/2 sum_k [(sum_f v_fk)^2 - sum_f v_fk^2], the user's sums shared by its row
-        summed = user_fields.sum(1).unsqueeze(1) + item_fields.sum(2)  # [B, L, d]
-        squares = user_fields.pow(2).sum((1, 2)).unsqueeze(1) + item_fields.pow(2).sum((2, 3))  # [B, L]
+        distinct, slot = torch.unique(items, return_inverse=True)  # [U], [B, L]
+        item_fields, item_first = self.item_fields(distinct)  # [U, Fi, d], [U]
+        first_order = self.bias + user_first.unsqueeze(1) + item_first[slot]
+        # FM: 1/2 sum_k [(sum_f v_fk)^2 - sum_f v_fk^2], each side's sums computed once
+        summed = user_fields.sum(1).unsqueeze(1) + item_fields.sum(1)[slot]  # [B, L, d]
+        squares = user_fields.pow(2).sum((1, 2)).unsqueeze(1) + item_fields.pow(2).sum((1, 2))[slot]  # [B, L]
         second_order = 0.5 * (summed.pow(2).sum(-1) - squares)
-        user_flat, item_flat = user_fields.flatten(1), item_fields.flatten(2)  # [B, Fu d], [B, L, Fi d]
+        user_flat, item_flat = user_fields.flatten(1), item_fields.flatten(1)  # [B, Fu d], [U, Fi d]
         if len(self.mlp):
             first, rest = self.mlp[0], self.mlp[1:]
             split = user_flat.shape[1]
             from_user = torch.addmm(first.bias, user_flat, first.weight[:, :split].t())  # [B, H]
-            hidden = F.linear(item_flat, first.weight[:, split:]) + from_user.unsqueeze(1)  # [B, L, H]
+            hidden = F.linear(item_flat, first.weight[:, split:])[slot] + from_user.unsqueeze(1)  # [B, L, H]
             deep = self.output(rest(hidden)).squeeze(-1)
         else:
-            joined = torch.cat([user_flat.unsqueeze(1).expand(-1, items.shape[1], -1), item_flat], dim=2)
+            joined = torch.cat([user_flat.unsqueeze(1).expand(-1, items.shape[1], -1), item_flat[slot]], dim=2)
             deep = self.output(joined).squeeze(-1)
         return first_order + second_order + deep

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from tandem.data.features import FeatureTable
+from tandem.models.layers import UniformMaskDropout
 
 FeatureInput = Mapping[str, FeatureTable] | Iterable[FeatureTable] | None
 
@@ -104,7 +105,7 @@ def make_mlp(in_dim: int, hidden: Iterable[int], dropout: float, activation: str
     """Linear -> activation -> dropout for each hidden size (no output layer)."""
     layers: list[nn.Module] = []
     for size in hidden:
-        layers += [nn.Linear(in_dim, int(size)), make_activation(activation, int(size)), nn.Dropout(dropout)]
+        layers += [nn.Linear(in_dim, int(size)), make_activation(activation, int(size)), UniformMaskDropout(dropout)]
         in_dim = int(size)
     return nn.Sequential(*layers)
 
