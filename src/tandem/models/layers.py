@@ -24,7 +24,19 @@ def transformer_encoder(width: int, num_heads: int, feedforward_dim: int, dropou
         raise ValueError(f"embedding_dim ({width}) must be divisible by num_heads ({num_heads})")
     layer = nn.TransformerEncoderLayer(width, num_heads, feedforward_dim, dropout, activation="gelu",
                                        batch_first=True, norm_first=norm_first)
-    return nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+    use_uniform_mask_dropout(layer)
+    return nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)  # copies the layer
+
+
+def use_uniform_mask_dropout(module: nn.Module) -> nn.Module:
+    """Swap every `nn.Dropout` inside `module` (a Transformer layer's residual and feed-forward dropouts) for the
+    equivalent, cheaper UniformMaskDropout; attention-weight dropout inside the attention kernel is left as is."""
+    for name, child in list(module.named_children()):
+        if type(child) is nn.Dropout:
+            setattr(module, name, UniformMaskDropout(child.p))
+        else:
+            use_uniform_mask_dropout(child)
+    return module
 
 
 class UniformMaskDropout(nn.Dropout):

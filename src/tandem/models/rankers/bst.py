@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tandem.models.layers import UniformMaskDropout, padded_item_embedding
+from tandem.models.layers import UniformMaskDropout, padded_item_embedding, use_uniform_mask_dropout
 from tandem.models.rankers.base import Ranker
 from tandem.models.rankers.features import FeatureEmbedding, FeatureInput
 from tandem.registry import register_ranker
@@ -88,8 +88,9 @@ class BST(Ranker):
                              f"divisible by num_heads={num_heads}")
         self.feedforward_dim = feedforward_dim or 4 * self.token_dim
         self.transformer = nn.ModuleList(
-            nn.TransformerEncoderLayer(self.token_dim, num_heads, self.feedforward_dim, dropout,
-                                       activation=F.leaky_relu, batch_first=True, norm_first=False)
+            use_uniform_mask_dropout(nn.TransformerEncoderLayer(
+                self.token_dim, num_heads, self.feedforward_dim, dropout, activation=F.leaky_relu, batch_first=True,
+                norm_first=False))
             for _ in range(num_layers)
         )
         self.user_embedding = nn.Embedding(num_users, d) if use_user_id else None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tandem.models.layers import transformer_encoder
+from tandem.models.layers import UniformMaskDropout, transformer_encoder
 from tandem.models.retrievers.base import Retriever
 from tandem.registry import register_retriever
 
@@ -65,7 +65,7 @@ class BERT4Rec(Retriever):
         self.embedding = nn.Embedding(num_items + 2, embedding_dim, padding_idx=0)  # items 1..N and [mask]
         self.position_embedding = nn.Embedding(max_seq_len + 1, embedding_dim)
         self.input_norm = nn.LayerNorm(embedding_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = UniformMaskDropout(dropout)
         self.encoder = transformer_encoder(embedding_dim, num_heads, feedforward_dim, dropout, num_layers,
                                            norm_first=False)
         self.projection = nn.Linear(embedding_dim, embedding_dim)  # W^P, b^P

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tandem.models.layers import padded_item_embedding
+from tandem.models.layers import UniformMaskDropout, padded_item_embedding
 from tandem.models.rankers.features import make_activation
 from tandem.models.retrievers.base import Retriever
 from tandem.registry import register_retriever
@@ -64,7 +64,7 @@ class Caser(Retriever):
         self.conv_activation = make_activation(conv_activation)
         self.fc = nn.Linear(num_vertical * d + num_horizontal * window, d)
         self.fc_activation = make_activation(fc_activation)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = UniformMaskDropout(dropout)
         self.output_embedding = padded_item_embedding(num_items, 2 * d, init_std)
         self.output_bias = nn.Embedding(num_items + 1, 1, padding_idx=0)
         nn.init.zeros_(self.output_bias.weight)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tandem.models.layers import padded_item_embedding
+from tandem.models.layers import UniformMaskDropout, padded_item_embedding
 from tandem.models.retrievers.base import Retriever
 from tandem.registry import register_retriever
 
@@ -52,7 +52,7 @@ class GRU4Rec(Retriever):
         self.item_embedding = padded_item_embedding(num_items, embedding_dim, init_std)
         self.gru = nn.GRU(embedding_dim, hidden_size, num_layers, batch_first=True,
                           dropout=dropout if num_layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = UniformMaskDropout(dropout)
         self.output_embedding = padded_item_embedding(num_items, hidden_size, init_std)
         self.output_bias = nn.Embedding(num_items + 1, 1, padding_idx=0)
         nn.init.zeros_(self.output_bias.weight)

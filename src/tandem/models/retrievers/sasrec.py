@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tandem.models.layers import padded_item_embedding, transformer_encoder
+from tandem.models.layers import UniformMaskDropout, padded_item_embedding, transformer_encoder
 from tandem.models.retrievers.base import Retriever
 from tandem.registry import register_retriever
 
@@ -41,7 +41,7 @@ class SASRec(Retriever):
                                            norm_first=True)
         self.input_norm = nn.LayerNorm(embedding_dim)
         self.output_norm = nn.LayerNorm(embedding_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = UniformMaskDropout(dropout)
         nn.init.normal_(self.position_embedding.weight, std=0.02)
         causal = torch.triu(torch.ones(max_seq_len, max_seq_len, dtype=torch.bool), diagonal=1)
         self.register_buffer("causal_mask", causal, persistent=False)
