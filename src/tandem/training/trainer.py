@@ -120,8 +120,6 @@ class Trainer:
         scheme.to(self.device)
         self.topology = current_topology()
         if config.train.sparse_embeddings:
-            if self.topology.distributed:
-                raise TandemError("train.sparse_embeddings is not supported under torchrun yet")
             scheme.use_sparse_embeddings()
         self.out_dir = out_dir if self.topology.is_main else None
         self.generator = torch.Generator().manual_seed(config.seed)  # the same order on every process
