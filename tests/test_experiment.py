@@ -56,6 +56,13 @@ def test_experiment_outputs_and_resume(tmp_path, tiny_csv, capsys):  # noqa: F81
     header = cells(next(line for line in table.splitlines() if line.startswith("| method |")))
     row = cells(next(line for line in table.splitlines() if line.startswith("| independent | pipeline |")))
     assert row[header.index("Δ ndcg@10 vs ref")].endswith("%") and "`independent` vs `retriever`" in table
+    # the two-stage method's retriever row is compared with the reference's retriever, from the per-user rows
+    own = cells(next(line for line in table.splitlines() if line.startswith("| independent | retriever |")))
+    mine = np.concatenate([read_per_user(out / "per_user" / f"independent-s{s}.csv")["retriever"]["ndcg@10"]
+                           for s in (1, 2)])
+    theirs = np.concatenate([read_per_user(out / "per_user" / f"retriever-s{s}.csv")["retriever"]["ndcg@10"]
+                             for s in (1, 2)])
+    assert own[header.index("Δ ndcg@10 vs ref")] == f"{100 * (mine.mean() / theirs.mean() - 1):+.1f} %"
     assert (out / "tiny.png").stat().st_size > 1000
     # resume: finished runs are skipped (their files untouched); an interrupted run is redone
     stamp = (out / "runs" / "retriever-s1" / "best.pt").stat().st_mtime_ns

@@ -93,7 +93,8 @@ def markdown(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str
         lines += [spec.description, ""]
     lines += [
         f"Test set, values ×{1 / scale:g} (mean ± std over seeds; n = seeds run). Δ and p compare `{key}` per user, paired "
-        f"and pooled over the seeds both methods have run (Wilcoxon signed-rank / paired t-test)."
+        f"and pooled over the seeds both methods have run (Wilcoxon signed-rank / paired t-test); a two-stage "
+        f"method's retriever row against the reference's retriever."
         + (f" Reference: `{spec.reference}`." if spec.reference else "")
         + (" A method's own reference, where it names one: "
            + ", ".join(f"`{m.name}` vs `{m.reference}`" for m in spec.methods if m.reference) + "."
@@ -121,14 +122,17 @@ def markdown(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str
                 published = spec.published.get(method.name, {}) if stage == present[0] else {}
                 cells += [f"{published[m]:.2f}" if m in published else "" for m in spec.metrics]
             delta_ref = p_ref = delta_own = p_own = ""
-            if reference_runs and method.name != reference and stage == present[0]:
-                common = sorted(set(seeds) & set(reference_runs))
-                if common:
-                    ref_stage = final_stage(reference_runs[common[0]])
-                    a = pooled(out, method.name, stage, common, key)
-                    b = pooled(out, reference, ref_stage, common, key)
-                    delta_ref = f"{100 * (a.mean() / b.mean() - 1):+.1f} %" if b.mean() > 0 else ""
-                    p_ref = " / ".join(_p(p) for p in paired_test(a, b))
+            common = sorted(set(seeds) & set(reference_runs)) if method.name != reference else []
+            ref_stage = None
+            if common and stage == present[0]:
+                ref_stage = final_stage(reference_runs[common[0]])
+            elif common and stage == "retriever" and "retriever" in stages_of(reference_runs[common[0]]["test"]):
+                ref_stage = "retriever"  # a two-stage method's retriever against the reference's retriever
+            if ref_stage is not None:
+                a = pooled(out, method.name, stage, common, key)
+                b = pooled(out, str(reference), ref_stage, common, key)
+                delta_ref = f"{100 * (a.mean() / b.mean() - 1):+.1f} %" if b.mean() > 0 else ""
+                p_ref = " / ".join(_p(p) for p in paired_test(a, b))
             if stage != "retriever" and "retriever" in present:
                 a = pooled(out, method.name, stage, seeds, key)
                 b = pooled(out, method.name, "retriever", seeds, key)
