@@ -89,7 +89,7 @@ def gowalla(args: argparse.Namespace) -> dict[str, Any]:
     from tandem.config import load_config
     from tandem.evaluation import evaluate_batches, full_ranking_metrics
     from tandem.run import build_scheme, prepare
-    from tandem.training.trainer import Trainer
+    from tandem.training.trainer import Trainer, TrainerSettings
 
     config = load_config(args.config, ["train.epochs=1", "train.progress=false", "train.threads=1"])
     started = time.perf_counter()
@@ -97,7 +97,7 @@ def gowalla(args: argparse.Namespace) -> dict[str, Any]:
     load_seconds = time.perf_counter() - started
     torch.manual_seed(config.seed)
     scheme = build_scheme(config, prepared)
-    trainer = Trainer(config, scheme, prepared.split)
+    trainer = Trainer(TrainerSettings.of(config), scheme, prepared.split)
     fit = trainer.fit()  # one epoch (timed by the trainer, training only), then valid + test passes
     epoch_seconds = fit.seconds_per_epoch
     valid = prepared.split.valid

@@ -15,7 +15,7 @@ from tandem.models.retrievers.mf import MF
 from tandem.sampling import UniformSampler
 from tandem.training.cooperative import CoRRScheme
 from tandem.training.registry import build_scheme_from_config
-from tandem.training.trainer import Trainer
+from tandem.training.trainer import Trainer, TrainerSettings
 
 
 def grouped_raw(num_users=300, num_items=200, per_user=30, groups=8, seed=0):
@@ -85,7 +85,7 @@ def test_corr_gradients_are_isolated(grouped):
 def test_every_scheme_runs_and_reports_both_stages(grouped, scheme):
     data, split = grouped
     config = general_config(scheme, train={"epochs": 1, "batch_size": 512, "progress": False})
-    trainer = Trainer(config, build_scheme_from_config(config, data, split), split)
+    trainer = Trainer(TrainerSettings.of(config), build_scheme_from_config(config, data, split), split)
     result = trainer.fit()
     assert set(result.test) == {"retriever", "pipeline"}
     assert 0.0 <= result.test["pipeline"]["ndcg@10"] <= 1.0
@@ -95,7 +95,7 @@ def test_corr_pipeline_beats_the_retriever_alone(grouped):
     data, split = grouped
     torch.manual_seed(0)
     config = general_config("corr")
-    result = Trainer(config, build_scheme_from_config(config, data, split), split).fit()
+    result = Trainer(TrainerSettings.of(config), build_scheme_from_config(config, data, split), split).fit()
     retriever, pipeline = result.test["retriever"]["ndcg@10"], result.test["pipeline"]["ndcg@10"]
     assert pipeline > 1.3 * retriever, (retriever, pipeline)
 
@@ -111,7 +111,7 @@ def test_sequential_cooperative_run_with_cutoff_sweep():
         "train": {"epochs": 1, "progress": False},
         "eval": {"cutoffs": [10], "retrieval_cutoff": 20, "cutoff_sweep": [10, 50], "monitor": "ndcg@10"},
     })
-    result = Trainer(config, build_scheme_from_config(config, data, split), split).fit()
+    result = Trainer(TrainerSettings.of(config), build_scheme_from_config(config, data, split), split).fit()
     assert set(result.test["cutoff_sweep"]) == {"10", "50"}
 
 

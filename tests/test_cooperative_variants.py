@@ -14,7 +14,7 @@ from tandem.models.retrievers.mf import MF
 from tandem.sampling import UniformSampler
 from tandem.training.cooperative import CoRRScheme, excluded_negatives, masked_bce
 from tandem.training.registry import build_scheme_from_config
-from tandem.training.trainer import Trainer
+from tandem.training.trainer import Trainer, TrainerSettings
 
 from test_cooperative import general_config, grouped_raw
 
@@ -99,7 +99,7 @@ def test_distillation_lifts_the_retriever_above_its_independent_self():
         config = general_config(scheme, retriever={"name": "mf", "embedding_dim": 8},
                                 train={"epochs": 15, "lr": 0.01, "batch_size": 256, "num_negatives": 20,
                                        "patience": 15, "progress": False})
-        result = Trainer(config, build_scheme_from_config(config, data, split), split).fit()
+        result = Trainer(TrainerSettings.of(config), build_scheme_from_config(config, data, split), split).fit()
         scores[scheme] = result.test["retriever"]["ndcg@10"]
     assert scores["corr"] > 1.2 * scores["independent"], scores
 

@@ -69,7 +69,7 @@ def midx_worker(rank: int, world_size: int, port: int, config_path: str, result_
     from tandem.evaluation import evaluate_batches
     from tandem.run import build_scheme, prepare
     from tandem.training.distributed import build_on_main, init_from_environment
-    from tandem.training.trainer import Trainer
+    from tandem.training.trainer import Trainer, TrainerSettings
     from tandem.utils import seed_everything
 
     config = load_config(config_path)
@@ -77,7 +77,7 @@ def midx_worker(rank: int, world_size: int, port: int, config_path: str, result_
     seed_everything(config.seed)
     prepared = prepare(config)
     scheme = build_scheme(config, prepared)
-    result = Trainer(config, scheme, prepared.split).fit()
+    result = Trainer(TrainerSettings.of(config), scheme, prepared.split).fit()
     ranked = []  # rows this process ranks in a sharded evaluation (batches of 16)
 
     def count_rows(batch, targets, known):

@@ -10,14 +10,14 @@ from tandem.models.retrievers.mf import MF
 from tandem.models.retrievers.sasrec import SASRec
 from tandem.sampling import UniformSampler
 from tandem.training.schemes import RetrieverScheme
-from tandem.training.trainer import Trainer
+from tandem.training.trainer import Trainer, TrainerSettings
 
 
 def fit(scheme, split, task, epochs, lr=0.01):
     config = Config(task=task)
     config.train.epochs, config.train.lr, config.train.batch_size = epochs, lr, 256
     config.train.progress, config.train.patience = False, epochs
-    trainer = Trainer(config, scheme, split)
+    trainer = Trainer(TrainerSettings.of(config), scheme, split)
     before = trainer.evaluate("test")["ndcg@10"]
     result = trainer.fit()
     return before, result.test["ndcg@10"]

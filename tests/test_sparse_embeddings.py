@@ -13,7 +13,7 @@ from tandem.models.retrievers.mf import MF
 from tandem.models.retrievers.sasrec import SASRec
 from tandem.sampling import UniformSampler
 from tandem.training.schemes import RetrieverScheme
-from tandem.training.trainer import Trainer
+from tandem.training.trainer import Trainer, TrainerSettings
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_sasrec_trains_with_sparse_tables_and_learns():
     config = Config(task="sequential")
     config.train.epochs, config.train.lr, config.train.batch_size, config.train.patience = 4, 0.01, 256, 4
     config.train.progress, config.train.sparse_embeddings = False, True
-    trainer = Trainer(config, scheme, split)
+    trainer = Trainer(TrainerSettings.of(config), scheme, split)
     before = trainer.evaluate("test")["ndcg@10"]
     after = trainer.fit().test["ndcg@10"]
     assert scheme.retriever.item_embedding.sparse

@@ -14,7 +14,7 @@ from tandem.data.dataset import preprocess
 from tandem.data.splits import split_sequential
 from tandem.registry import RANKERS
 from tandem.training.registry import build_scheme_from_config
-from tandem.training.trainer import Trainer
+from tandem.training.trainer import Trainer, TrainerSettings
 
 from test_cooperative import grouped_raw
 
@@ -132,7 +132,7 @@ def test_ranker_learns_under_scheme(planted, ranker, scheme):
     })
     torch.manual_seed(0)
     trained = build_scheme_from_config(config, data, split)
-    Trainer(config, trained, split).fit()
+    Trainer(TrainerSettings.of(config), trained, split).fit()
     auc = ranker_auc(trained.ranker, split)
     assert auc > 0.7, (ranker, scheme, auc)
 

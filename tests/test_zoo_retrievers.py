@@ -23,7 +23,7 @@ from tandem.data.synthetic import low_rank_interactions, markov_interactions
 from tandem.models.retrievers import Retriever, build_retriever
 from tandem.registry import RETRIEVERS
 from tandem.training.registry import build_scheme_from_config
-from tandem.training.trainer import Trainer
+from tandem.training.trainer import Trainer, TrainerSettings
 
 MAX_SEQ_LEN = 5
 EPOCHS, LR, NUM_NEGATIVES, BATCH_SIZE = 4, 0.02, 5, 256
@@ -139,7 +139,7 @@ def train(retriever: str, loss: str, sampler: str) -> tuple[float, float]:
             scheme = build(config, data, split)
             if hasattr(scheme.sampler, "estimate_rank"):
                 break
-    result = Trainer(config, scheme, split).fit()
+    result = Trainer(TrainerSettings.of(config), scheme, split).fit()
     return mean_chance_ndcg(split.valid, data.num_items), float(result.valid["ndcg@10"])
 
 

@@ -109,7 +109,7 @@ def train_run(config: Config, out_dir: str | Path | None, *, resume: bool = Fals
     """
     from tandem.rundir import RunLock, fingerprint, has_stored_data, save_data
     from tandem.training.distributed import init_from_environment
-    from tandem.training.trainer import CHECKPOINT, Trainer
+    from tandem.training.trainer import CHECKPOINT, Trainer, TrainerSettings
 
     if resume and overwrite:
         raise TandemError("--resume continues a run and --overwrite replaces it: give one of them")
@@ -154,7 +154,7 @@ def train_run(config: Config, out_dir: str | Path | None, *, resume: bool = Fals
                 atomic_write_bytes(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
             if not has_stored_data(out):
                 save_data(out, prepared.data)
-        result = Trainer(config, scheme, prepared.split, out, resume=resume_from).fit()
+        result = Trainer(TrainerSettings.of(config), scheme, prepared.split, out, resume=resume_from).fit()
         report = {
             "valid": result.valid,
             "test": result.test,

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from tandem.config import Config
+from tandem.config import Config, EvalConfig, TrainConfig
 from tandem.data.splits import Split, iterate_batches
 from tandem.errors import TandemError
 from tandem.sampling.base import Sampler
@@ -106,30 +106,47 @@ def scheme_samplers(scheme: torch.nn.Module) -> dict[str, Sampler]:
     return found
 
 
+@dataclass(frozen=True)
+class TrainerSettings:
+    """What the loop reads from a run's config: the train and eval sections, the seed of the data order, and the
+    config digest a checkpoint is tied to (a resume under another config is refused)."""
+
+    train: TrainConfig
+    eval: EvalConfig
+    seed: int
+    digest: str
+
+    @classmethod
+    def of(cls, config: Config) -> TrainerSettings:
+        return cls(config.train, config.eval, config.seed, config_digest(config))
+
+
 class Trainer:
-    """Runs `scheme` on `split` as configured; writes metrics/checkpoints under `out_dir` when given.
+    """Runs `scheme` on `split` with `settings`; writes metrics/checkpoints under `out_dir` when given.
 
-    `resume` is a checkpoint payload (see `checkpoint`) to continue from instead of starting afresh."""
+    `resume` is a checkpoint payload (see `checkpoint`) to continue from instead of starting afresh. `fit` is the
+    loop; `_train_epoch` (batches, steps, mid-epoch checkpoints) and `_end_epoch` (validation, early stopping, the
+    log line, the epoch checkpoint) are its two halves."""
 
-    def __init__(self, config: Config, scheme: Scheme, split: Split, out_dir: Path | None = None,
+    def __init__(self, settings: TrainerSettings, scheme: Scheme, split: Split, out_dir: Path | None = None,
                  resume: dict[str, Any] | None = None) -> None:
-        self.config = config
+        self.settings = settings
         self.scheme = scheme
         self.split = split
-        self.device = torch.device(config.train.device)
+        self.device = torch.device(settings.train.device)
         scheme.to(self.device)
         self.topology = current_topology()
-        if config.train.sparse_embeddings:
+        if settings.train.sparse_embeddings:
             scheme.use_sparse_embeddings()
         self.out_dir = out_dir if self.topology.is_main else None
-        self.generator = torch.Generator().manual_seed(config.seed)  # the same order on every process
+        self.generator = torch.Generator().manual_seed(settings.seed)  # the same order on every process
         self.model: torch.nn.Module = scheme
         if self.topology.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             self.model = DistributedDataParallel(scheme, find_unused_parameters=True)
         # one Adam over everything, unless the scheme trains in phases with optimizers of its own (RankFlow)
-        self.optimizers = scheme.make_optimizers(config.train.lr, config.train.weight_decay)
+        self.optimizers = scheme.make_optimizers(settings.train.lr, settings.train.weight_decay)
         self.resume = resume
         self.progress = Progress()
         self.best_state: dict[str, Any] = {}
@@ -141,13 +158,13 @@ class Trainer:
         eval_set = self.split.valid if which == "valid" else self.split.test
         return self.scheme.evaluate(
             eval_set,
-            tuple(self.config.eval.cutoffs),
-            self.config.train.eval_batch_size,
-            retrieval_cutoff=self.config.eval.retrieval_cutoff,
+            tuple(self.settings.eval.cutoffs),
+            self.settings.train.eval_batch_size,
+            retrieval_cutoff=self.settings.eval.retrieval_cutoff,
             device=self.device,
-            cutoff_sweep=tuple(self.config.eval.cutoff_sweep) if sweep else (),
+            cutoff_sweep=tuple(self.settings.eval.cutoff_sweep) if sweep else (),
             calibrate=which == "valid",  # validation picks what is tuned on it (fusion weight, ranker lift)
-            monitor=self.config.eval.monitor,
+            monitor=self.settings.eval.monitor,
         )
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -169,7 +186,7 @@ class Trainer:
         torchrun `ranks` holds every process's `process_state`, in rank order; rank 0's is also the top level."""
         payload = {
             "format": CHECKPOINT_FORMAT,
-            "config": config_digest(self.config),
+            "config": self.settings.digest,
             "world_size": self.topology.world_size,
             "model": self.scheme.state_dict(),
             "optimizer": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
@@ -196,7 +213,7 @@ class Trainer:
         if payload.get("format") != CHECKPOINT_FORMAT:
             raise TandemError(f"checkpoint format {payload.get('format')!r} is not {CHECKPOINT_FORMAT}: "
                               f"written by another tandem version")
-        if payload.get("config") != config_digest(self.config):
+        if payload.get("config") != self.settings.digest:
             raise TandemError("the checkpoint was written for a different config than the run's config.yaml")
         saved_world = int(payload.get("world_size", 1))
         if saved_world != self.topology.world_size:
@@ -245,12 +262,7 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------------------- loop
     def fit(self) -> TrainResult:
-        cfg = self.config.train
-        monitor = self.config.eval.monitor
-        train = self.split.train
-        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-        if self.topology.distributed:
-            steps_per_epoch //= self.topology.world_size
+        """Train to early stopping (or the last epoch), then evaluate the best state on the test rows."""
         if self.resume is not None:
             self._restore(self.resume)
             self.resume = None
@@ -258,79 +270,13 @@ class Trainer:
             self.best_state = copy.deepcopy(self.scheme.state_dict())
         p = self.progress
         first = p.epoch if not p.epoch_done else p.epoch + 1
-        for epoch in range(first, cfg.epochs + 1):
+        for epoch in range(first, self.settings.train.epochs + 1):
             if p.stopped:
                 break
             continuing = not p.epoch_done and epoch == p.epoch
             started = time.perf_counter() - (p.elapsed if continuing else 0.0)
-            self.scheme.train()
-            if continuing:  # the epoch's order again from its start state; its first batches are done
-                self.generator.set_state(self.epoch_generator)
-                skip = p.batches_done
-            else:
-                p.epoch, p.epoch_done, p.batches_done, p.totals = epoch, False, 0, {}
-                self.scheme.on_epoch_start(train)
-                self.epoch_generator = self.generator.get_state()
-                skip = 0
-            batches = shard(
-                iterate_batches(train.tensors, cfg.batch_size, shuffle=True, generator=self.generator), self.topology
-            )
-            bar = tqdm(
-                itertools.islice(batches, skip, None), total=steps_per_epoch, initial=skip,
-                desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                # a live bar on a terminal only: redrawn into a log file it floods it (one line per epoch below)
-                disable=not cfg.progress or not self.topology.is_main or not sys.stderr.isatty(),
-                file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
-            )
-            for batch in bar:
-                batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
-                self.scheme.train()
-                losses = self.model(batch)
-                total = sum(losses.values())
-                if not torch.isfinite(total):
-                    raise self._diverged(losses, epoch)
-                active = [self.optimizers[name] for name in self.scheme.active_optimizers(epoch)]
-                for optimizer in self.optimizers.values():
-                    optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                for optimizer in active:
-                    optimizer.step()
-                p.step += 1
-                p.batches_done += 1
-                self.scheme.on_step(p.step, train)
-                for name, value in losses.items():
-                    p.totals[name] = p.totals.get(name, 0.0) + float(value.detach())
-                bar.set_postfix({name: f"{value.item():.3f}" for name, value in losses.items()})
-                if cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0:
-                    self._save_checkpoint(time.perf_counter() - started)
-            p.epoch_seconds.append(time.perf_counter() - started)
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "seconds": round(p.epoch_seconds[-1], 3),
-                "loss": {name: value / steps_per_epoch for name, value in p.totals.items()},
-            }
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                valid = plain(self.evaluate("valid"))
-                record["valid"] = valid
-                value = monitored_value(valid, monitor, self.scheme.cooperative)
-                if value > p.best_value:
-                    p.best_value, p.best_epoch, p.best_valid = value, epoch, valid
-                    self.best_state = copy.deepcopy(self.scheme.state_dict())
-                    p.stale = 0
-                    if self.out_dir is not None:
-                        atomic_torch_save(self.out_dir / "best.pt", {"state": self.best_state, "epoch": epoch})
-                else:
-                    p.stale += 1
-            if cfg.progress and self.topology.is_main:  # one line per epoch, on a terminal or in a log
-                loss_text = " ".join(f"{name} {mean:.4f}" for name, mean in record["loss"].items())
-                valid_text = f", valid {monitor} {value:.4f}" if "valid" in record else ""
-                tqdm.write(f"epoch {epoch}/{cfg.epochs}: loss {loss_text}{valid_text} ({record['seconds']:.1f} s)",
-                           file=sys.stderr)
-            p.history.append(record)
-            self._log(record)
-            p.epoch_done, p.totals = True, {}
-            p.stopped = p.stale >= cfg.patience or epoch == cfg.epochs
-            self._save_checkpoint()
+            self._train_epoch(epoch, continuing, started)
+            self._end_epoch(epoch, started)
             if p.stopped:
                 break
         self.scheme.load_state_dict(self.best_state)
@@ -343,3 +289,92 @@ class Trainer:
             seconds_per_epoch=sum(p.epoch_seconds) / max(1, len(p.epoch_seconds)),
             history=p.history,
         )
+
+    def _steps_per_epoch(self) -> int:
+        steps = math.ceil(len(self.split.train) / self.settings.train.batch_size)
+        return steps // self.topology.world_size if self.topology.distributed else steps
+
+    def _train_epoch(self, epoch: int, continuing: bool, started: float) -> None:
+        """The epoch's batches (the rest of them, when `continuing` a resumed epoch): one optimiser step each."""
+        cfg, p, train = self.settings.train, self.progress, self.split.train
+        self.scheme.train()
+        if continuing:  # the epoch's order again from its start state; its first batches are done
+            self.generator.set_state(self.epoch_generator)
+            skip = p.batches_done
+        else:
+            p.epoch, p.epoch_done, p.batches_done, p.totals = epoch, False, 0, {}
+            self.scheme.on_epoch_start(train)
+            self.epoch_generator = self.generator.get_state()
+            skip = 0
+        batches = shard(
+            iterate_batches(train.tensors, cfg.batch_size, shuffle=True, generator=self.generator), self.topology
+        )
+        bar = tqdm(
+            itertools.islice(batches, skip, None), total=self._steps_per_epoch(), initial=skip,
+            desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+            # a live bar on a terminal only: redrawn into a log file it floods it (one line per epoch below)
+            disable=not cfg.progress or not self.topology.is_main or not sys.stderr.isatty(),
+            file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
+        )
+        for batch in bar:
+            losses = self._step({key: value.to(self.device, non_blocking=True) for key, value in batch.items()},
+                                epoch)
+            bar.set_postfix({name: f"{value:.3f}" for name, value in losses.items()})
+            if cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0:
+                self._save_checkpoint(time.perf_counter() - started)
+
+    def _step(self, batch: dict[str, torch.Tensor], epoch: int) -> dict[str, float]:
+        """One optimiser step on `batch`; a non-finite loss stops the run before any weight moves."""
+        p = self.progress
+        self.scheme.train()
+        losses = self.model(batch)
+        total = sum(losses.values())
+        if not torch.isfinite(total):
+            raise self._diverged(losses, epoch)
+        active = [self.optimizers[name] for name in self.scheme.active_optimizers(epoch)]
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        for optimizer in active:
+            optimizer.step()
+        p.step += 1
+        p.batches_done += 1
+        self.scheme.on_step(p.step, self.split.train)
+        values = {name: float(value.detach()) for name, value in losses.items()}
+        for name, value in values.items():
+            p.totals[name] = p.totals.get(name, 0.0) + value
+        return values
+
+    def _end_epoch(self, epoch: int, started: float) -> None:
+        """Log the epoch's mean losses, validate (every `eval_every` epochs), update early stopping and the best
+        state, write the epoch line and the checkpoint."""
+        cfg, p, monitor = self.settings.train, self.progress, self.settings.eval.monitor
+        p.epoch_seconds.append(time.perf_counter() - started)
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "seconds": round(p.epoch_seconds[-1], 3),
+            "loss": {name: value / self._steps_per_epoch() for name, value in p.totals.items()},
+        }
+        valid_text = ""
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            valid = plain(self.evaluate("valid"))
+            record["valid"] = valid
+            value = monitored_value(valid, monitor, self.scheme.cooperative)
+            valid_text = f", valid {monitor} {value:.4f}"
+            if value > p.best_value:
+                p.best_value, p.best_epoch, p.best_valid = value, epoch, valid
+                self.best_state = copy.deepcopy(self.scheme.state_dict())
+                p.stale = 0
+                if self.out_dir is not None:
+                    atomic_torch_save(self.out_dir / "best.pt", {"state": self.best_state, "epoch": epoch})
+            else:
+                p.stale += 1
+        if cfg.progress and self.topology.is_main:  # one line per epoch, on a terminal or in a log
+            loss_text = " ".join(f"{name} {mean:.4f}" for name, mean in record["loss"].items())
+            tqdm.write(f"epoch {epoch}/{cfg.epochs}: loss {loss_text}{valid_text} ({record['seconds']:.1f} s)",
+                       file=sys.stderr)
+        p.history.append(record)
+        self._log(record)
+        p.epoch_done, p.totals = True, {}
+        p.stopped = p.stale >= cfg.patience or epoch == cfg.epochs
+        self._save_checkpoint()
