@@ -216,3 +216,7 @@ def test_bce_retriever_loss_by_hand():
     softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
     expected = softplus(-1.0) + (softplus(0.5) + softplus(-2.0)) / 2
     assert loss(pos, neg, None, None, hit_mask=hits).item() == pytest.approx(expected, rel=1e-6)
+    # LogisticMF's confidence weight alpha on the positive's log-likelihood (Johnson 2014, eq. 2)
+    weighted = build_loss("bce", num_items=10, positive_weight=5.0)
+    assert weighted(pos, neg, None, None, hit_mask=hits).item() == pytest.approx(
+        5.0 * softplus(-1.0) + (softplus(0.5) + softplus(-2.0)) / 2, rel=1e-6)

@@ -71,10 +71,13 @@ def softmax_ce(
     return sampled_softmax(pos, neg, pos_log_q, neg_log_q, hit_mask=hit_mask)
 
 
-def binary_cross_entropy(pos: torch.Tensor, neg: torch.Tensor, hit_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Pointwise BCE per row [B]: -log sigmoid(S_pos) - mean_i log sigmoid(-S_i) (the positive labelled 1, each
-    negative 0) — the loss RecBole-style baselines such as SASRec-BCE train with."""
-    return F.softplus(-pos) + masked_mean(F.softplus(neg), hit_mask)
+def binary_cross_entropy(pos: torch.Tensor, neg: torch.Tensor, hit_mask: torch.Tensor | None = None,
+                         positive_weight: float = 1.0) -> torch.Tensor:
+    """Pointwise BCE per row [B]: -c log sigmoid(S_pos) - mean_i log sigmoid(-S_i) (the positive labelled 1 with
+    weight c, each negative 0) — the loss RecBole-style baselines such as SASRec-BCE train with (c = 1), and
+    LogisticMF's confidence-weighted likelihood (Johnson 2014, eq. 2: alpha r_ui log p + log(1 - p), here with
+    c = alpha for a training row r_ui = 1 and the log(1 - p) sum over items estimated by the sampled negatives)."""
+    return positive_weight * F.softplus(-pos) + masked_mean(F.softplus(neg), hit_mask)
 
 
 # ------------------------------------------------------------------------------------------- registered losses
@@ -104,10 +107,16 @@ def bpr_loss() -> RetrieverLoss:
 
 
 @register_loss("bce")
-def bce_loss() -> RetrieverLoss:
-    """Pointwise binary cross-entropy: the positive labelled 1, each negative 0."""
-    return RetrieverLoss(
-        "bce", lambda pos, neg, pos_q, neg_q, rank, hits: binary_cross_entropy(pos, neg, hit_mask=hits), {})
+def bce_loss(positive_weight: float = 1.0) -> RetrieverLoss:
+    """Pointwise binary cross-entropy: the positive labelled 1 (weighted by `positive_weight`, LogisticMF's
+    confidence alpha), each negative 0."""
+    if not 0 < positive_weight < float("inf"):
+        raise ValueError(f"positive_weight must be a positive finite number, got {positive_weight}")
+
+    def fn(pos, neg, pos_q, neg_q, rank, hits):
+        return binary_cross_entropy(pos, neg, hit_mask=hits, positive_weight=positive_weight)
+
+    return RetrieverLoss("bce", fn, {"positive_weight": positive_weight})
 
 
 @register_loss("triplet")

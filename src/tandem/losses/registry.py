@@ -110,7 +110,8 @@ def build_loss(name: str, *, num_items: int, **options: Any) -> RetrieverLoss:
       adasir       pairwise ['bpr' | 'triplet'], margin [1.0] (seed 003 eq. 1); needs neg_log_q = log w(j|c), the
                    resampling weight the AdaSIR sampler returns with each draw
       adasir-w     as adasir, times J(rank_estimate) (seed 003 eq. 3); needs rank_estimate
-      bce          pointwise binary cross-entropy, positive 1 and each negative 0
+      bce          positive_weight [1.0]: pointwise binary cross-entropy, positive 1 (weighted: LogisticMF's
+                   confidence alpha) and each negative 0
       top1         GRU4Rec's TOP1: mean over negatives of sigmoid(S_neg - S_pos) + sigmoid(S_neg^2)
 
     An unknown name or option is a ValueError that names it.
