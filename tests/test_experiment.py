@@ -88,6 +88,25 @@ methods:
     source = read_per_user(out / "per_user" / "retriever-s1.csv")
     assert np.array_equal(copied["retriever"]["ndcg@10"], source["retriever"]["ndcg@10"])
     assert not (tmp_path / "other" / "runs" / "changed-s1").exists()
+    # a source that is not finished trains the run here, even over a stale per-user file
+    stale = tmp_path / "stale.yaml"
+    stale.write_text(f"""name: stale
+seeds: [1]
+overrides: [train.epochs=1, train.patience=1]
+methods:
+  late: {{config: {config.name}, reuse: {{dir: {out.name}, method: nothing}}}}
+""")
+    (tmp_path / "stale" / "per_user").mkdir(parents=True)
+    (tmp_path / "stale" / "per_user" / "late-s1.csv").write_text("row,user,stage,ndcg@10\n")
+    run_experiment(load_spec(stale), tmp_path / "stale", log=lambda text: None)
+    assert (tmp_path / "stale" / "runs" / "late-s1" / "report.json").is_file()
+    # the same config over data that changed since is refused (fingerprint), nothing copied
+    tiny_csv.write_text(tiny_csv.read_text().replace("\n", "\n", 1) + "0,1,99999999\n")
+    (tmp_path / "other" / "runs" / "same-s1").rename(tmp_path / "other" / "runs" / "moved")
+    (tmp_path / "other" / "per_user" / "same-s1.csv").unlink()
+    with pytest.raises(TandemError, match="other data"):
+        run_experiment(load_spec(other), tmp_path / "other", log=lambda text: None)
+    assert not (tmp_path / "other" / "runs" / "same-s1").exists()
 
 
 def test_paired_test_matches_a_hand_computed_t_statistic():
@@ -104,6 +123,8 @@ def test_paired_test_matches_a_hand_computed_t_statistic():
 
 @pytest.mark.parametrize("body, message", [
     ("methods: {a: {config: spec.yaml, reuse: somewhere}}\n", "'reuse' must be"),
+    ("methods: {a: {config: spec.yaml, reuse: {dir: ., method: ../b}}}\n", "must be a method name"),
+    ("methods: {a: {config: spec.yaml, reuse: {dir: nowhere, method: b}}}\n", "not a directory"),
     ("seeds: [1]\n", "methods"),
     ("methods: {a: {config: nowhere.yaml}}\n", "does not exist"),
     ("seeds: [1]\nseeds: [2]\n", "twice|duplicate"),

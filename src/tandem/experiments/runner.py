@@ -30,7 +30,7 @@ from tandem.evaluation import full_ranking_metrics
 from tandem.evaluation.ranking import padded_rows
 from tandem.experiments.spec import ExperimentSpec, Reuse
 from tandem.experiments.tables import write_outputs
-from tandem.run import config_differences, read_run_config
+from tandem.run import config_differences, load_data, read_run_config
 from tandem.utils import atomic_write_bytes
 
 Log = Callable[[str], None]
@@ -85,27 +85,35 @@ EXECUTION_KEYS = ("train.threads", "train.progress", "train.eval_batch_size", "t
                   "train.keep_checkpoint")
 
 
-def copy_finished_run(reuse: Reuse, seed: int, config: Config, run_dir: Path, per_user: Path, log: Log) -> None:
-    """Copy `reuse`'s finished run of this seed when its config equals `config`; refuse a differing one."""
+def copy_finished_run(reuse: Reuse, seed: int, config: Config, run_dir: Path, per_user: Path, log: Log) -> bool:
+    """Copy `reuse`'s finished run of this seed when its config equals `config` and it was trained on the data this
+    config reads today (same fingerprint); refuse a differing one. False when the source is not finished."""
+    from tandem.rundir import fingerprint, stored_fingerprint
+
     source = reuse.dir / "runs" / f"{reuse.method}-s{seed}"
     source_rows = reuse.dir / "per_user" / f"{reuse.method}-s{seed}.csv"
     if not ((source / "report.json").is_file() and source_rows.is_file()):
         log(f"reuse: {source} is not finished: training {run_dir.name} here")
-        return
+        return False
     # the stored config read like any run's (keys added since take their defaults, which keep the old behaviour)
     differences = [key for key in config_differences(config, read_run_config(source)) if key not in EXECUTION_KEYS]
     if differences:
         raise TandemError(f"reuse: {source} was trained with a different config (key {differences[0]!r}); "
                           "fix the spec's reuse entry or remove it")
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    expected = stored_fingerprint(source)
+    if expected is not None and fingerprint(load_data(config.data, config.task)) != expected:
+        raise TandemError(f"reuse: {source} was trained on other data than {config.data.path or config.data.format} "
+                          "holds today (fingerprint differs); remove the reuse entry to train it here")
     staging = run_dir.with_name(run_dir.name + ".copying")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("checkpoint.pt"))
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("checkpoint.pt", ".lock"))
+    if run_dir.exists():  # an unfinished local run gives way only once the copy is complete
+        shutil.rmtree(run_dir)
+    staging.rename(run_dir)
     per_user.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(per_user, source_rows.read_bytes())
-    staging.rename(run_dir)  # report.json appears only with the whole run
+    atomic_write_bytes(per_user, source_rows.read_bytes())  # last: a run counts as done with both files
     log(f"reuse: {run_dir.name} copied from {source}")
+    return True
 
 
 def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: Log) -> None:
@@ -121,8 +129,7 @@ def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: 
     config = load_config(method.config, [*spec.overrides, *method.overrides, f"seed={seed}", "train.progress=false"])
     started = time.perf_counter()
     if not (run_dir / "report.json").is_file() and method.reuse is not None:
-        copy_finished_run(method.reuse, seed, config, run_dir, per_user, log)
-        if per_user.is_file():
+        if copy_finished_run(method.reuse, seed, config, run_dir, per_user, log):
             return
     if not (run_dir / "report.json").is_file():
         resumable = (run_dir / "checkpoint.pt").is_file()

@@ -75,7 +75,14 @@ def _reuse(value: Any, path: Path, name: str) -> Reuse | None:
     if not isinstance(value, dict) or set(value) != {"dir", "method"} or not all(
             isinstance(v, str) and v for v in value.values()):
         raise TandemError(f"experiment spec {path}: method {name!r}: 'reuse' must be {{dir: OUTPUT_DIR, method: NAME}}")
-    return Reuse((path.parent / value["dir"]).resolve(), value["method"])
+    if "/" in value["method"] or "\\" in value["method"] or value["method"].startswith("."):
+        raise TandemError(f"experiment spec {path}: method {name!r}: reuse.method must be a method name, got "
+                          f"{value['method']!r}")
+    directory = (path.parent / value["dir"]).resolve()
+    if not directory.is_dir():
+        raise TandemError(f"experiment spec {path}: method {name!r}: reuse.dir {directory} is not a directory "
+                          "(run that experiment first, or remove the reuse entry)")
+    return Reuse(directory, value["method"])
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:

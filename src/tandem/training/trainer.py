@@ -137,6 +137,9 @@ class Trainer:
         scheme.to(self.device)
         self.topology = current_topology()
         if settings.train.sparse_embeddings:
+            if self.topology.distributed and torch.distributed.get_backend() == "nccl":
+                raise TandemError("train.sparse_embeddings under torchrun needs the gloo backend (train.device: cpu): "
+                                  "NCCL has no sparse all-reduce")
             scheme.use_sparse_embeddings()
         self.out_dir = out_dir if self.topology.is_main else None
         self.generator = torch.Generator().manual_seed(settings.seed)  # the same order on every process

@@ -92,7 +92,7 @@ class DeepFM(Ranker):
 
     def item_fields(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Item-side field vectors [..., Fi, d] and their first-order sum [...] of an item id tensor [...]."""
-        features = self.item_features(items)  # [B, L, F, d + 1]
+        features = self.item_features(items)  # [..., F, d + 1]
         fields = torch.cat([self.item_embedding(items).unsqueeze(-2), features[..., :-1]], dim=-2)
         first = self.item_bias(items).squeeze(-1) + features[..., -1].sum(-1)
         return fields, first
