@@ -14,6 +14,9 @@ unit with hidden size 64 and sigmoid activation, prediction MLP 200-80, embeddin
   plus a per-item bias b(c). The interest * e(c) field and the item bias are what the authors' DIN scorer has
   (seed 000's code); both can be switched off (`interest_product`, `item_bias`) for the plain DIN of the DIN paper.
   The first layer's user block is applied once per row, not once per candidate.
+- `history_positions: P` (tandem's option, default 0 = the paper's order-blind DIN): a learned vector per recency
+  position (1 = the latest item, P and beyond share one) is added to each history item's e(h) before attention and
+  pooling, so the ranker can see the order a sequential retriever reads (benchmarks/order_probe.py).
 
 Everything is batched over B rows x L candidates x H history positions; the only loop is over blocks of rows in the
 activation unit (a few dozen per batch), which keeps its working set in cache.
@@ -177,9 +180,12 @@ class DIN(Ranker):
         use_user_id: bool = False,
         interest_product: bool = True,
         item_bias: bool = True,
+        history_positions: int = 0,
         init_std: float = 0.1,
     ) -> None:
         super().__init__()
+        if history_positions < 0:
+            raise ValueError(f"history_positions must be >= 0, got {history_positions}")
         self.num_users = num_users
         self.num_items = num_items
         self.use_user_id = use_user_id
@@ -203,6 +209,11 @@ class DIN(Ranker):
         self.item_bias = nn.Embedding(num_items + 1, 1, padding_idx=0) if item_bias else None
         if self.item_bias is not None:
             nn.init.zeros_(self.item_bias.weight)
+        # tandem's option, not the paper's: a learned vector per recency position (1 = the latest item, positions
+        # beyond `history_positions` share the last one) added to each history item, so the ranker can see order
+        self.position_embedding = nn.Embedding(history_positions + 1, d) if history_positions else None
+        if self.position_embedding is not None:
+            nn.init.normal_(self.position_embedding.weight, std=init_std)
 
     def item_representation(self, items: torch.Tensor) -> torch.Tensor:
         """e(i) [..., d] for item ids [...]."""
@@ -256,6 +267,10 @@ class DIN(Ranker):
             raise ValueError("DIN needs batch['history'] [B, H] (item ids, left-padded with 0)")
         history = batch["history"]
         candidates, history_vectors = self.representations(items, history)  # [B, L, d], [B, H, d]
+        if self.position_embedding is not None:  # left-padded: the last column is every row's latest item
+            recency = torch.arange(history.shape[1], 0, -1, device=history.device)
+            history_vectors = history_vectors + self.position_embedding(
+                recency.clamp(max=self.position_embedding.num_embeddings - 1))
         interest = self.interest(history, history_vectors, candidates)
         parts = [interest, candidates]
         if self.interest_product:
