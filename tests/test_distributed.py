@@ -227,13 +227,26 @@ eval: {cutoffs: [10]}
     assert "written by 2 process(es)" in capsys.readouterr().err
 
 
+def dense_and_sparse_worker(rank: int, world_size: int, port: int, runs: list[tuple[str, str]]) -> None:
+    """Train each (config, out) in turn in one process group (one spawn for both modes)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank))
+    torch.set_num_threads(1)
+    from tandem.config import load_config
+    from tandem.run import train_run
+
+    for config_path, out in runs:
+        train_run(load_config(config_path), out)
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def test_two_process_sparse_embeddings_average_gradients_like_dense(tmp_path):
     """Under torchrun the sparse gradients are all-reduced over the ranks as the dense ones are. After one step (two
     ranks, one batch each) Adam moves an entry by lr * g / (|g| + eps) and lazy Adam by
     lr * s g / (s |g| + eps), s = sqrt(1 - beta2), touched rows only: nearly the same wherever |g| >> eps / s, so
     the sparse run's tables stay within a small fraction of a step of the dense run's. Without the all-reduce,
     each rank would move only the rows of its own batch and rows would differ by a whole step (lr)."""
-    weights = {}
+    runs = []
     for mode in ("dense", "sparse"):
         folder = tmp_path / mode
         folder.mkdir()
@@ -245,11 +258,9 @@ train: {{epochs: 1, lr: 0.05, batch_size: 64, num_negatives: 5, patience: 1, pro
         sparse_embeddings: {str(mode == "sparse").lower()}}}
 eval: {{cutoffs: [10]}}
 """)
-        results = folder / "results"
-        results.mkdir()
-        mp.spawn(worker, args=(2, free_port(), str(config), str(folder / "run"), str(results)), nprocs=2, join=True)
-        weights[mode] = torch.load(folder / "run" / "best.pt", weights_only=True)["state"]
-    dense, sparse = weights["dense"], weights["sparse"]
+        runs.append((str(config), str(folder / "run")))
+    mp.spawn(dense_and_sparse_worker, args=(2, free_port(), runs), nprocs=2, join=True)
+    dense, sparse = (torch.load(f"{out}/best.pt", weights_only=True)["state"] for _, out in runs)
     tables = [key for key in dense if key.endswith("embedding.weight")]
     assert tables and set(dense) == set(sparse)
     for key in tables:
