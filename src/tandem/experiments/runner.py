@@ -30,7 +30,7 @@ from tandem.evaluation import full_ranking_metrics
 from tandem.evaluation.ranking import padded_rows
 from tandem.experiments.spec import ExperimentSpec, Reuse
 from tandem.experiments.tables import write_outputs
-from tandem.run import config_differences, load_data, read_run_config
+from tandem.run import config_differences, load_data, load_run, read_run_config, train_run
 from tandem.utils import atomic_write_bytes
 
 Log = Callable[[str], None]
@@ -118,8 +118,6 @@ def copy_finished_run(reuse: Reuse, seed: int, config: Config, run_dir: Path, pe
 
 def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: Log) -> None:
     """Train one (method, seed) to early stopping unless it is done; write its report and per-user metrics."""
-    from tandem.run import load_run, train_run
-
     method = spec.methods[method_index]
     run_name = f"{method.name}-s{seed}"
     run_dir = out / "runs" / run_name
