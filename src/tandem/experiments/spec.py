@@ -18,7 +18,9 @@ plot: {kind: cutoff_sweep, metric: ndcg@10}   # optional: a figure of the pipeli
 ```
 
 Config and reuse paths are relative to the spec file. `reuse` names the same run in another experiment's output:
-when that run is finished and its config equals this method's key by key, it is copied instead of trained again. Every key is checked; a mistake is a TandemError that names it.
+when that run is finished, its config equals this method's key by key (execution keys aside) and its data
+fingerprint matches, it is copied instead of trained again. Every key is checked; a mistake is a TandemError that
+names it.
 """
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ paper's likelihood.
 The paper's objective is the confidence-weighted log-likelihood, alpha * r_ui * log p + log(1 - p) per pair, with
 L2 regularisation lambda: here the loss is the run's `loss:` section, `{name: bce, positive_weight: alpha}` for the
 paper's (a training row is one interaction, r_ui = 1; the log(1 - p) sum over items is estimated by the sampled
-negatives, so alpha also sets the balance against that estimate), and lambda is `train.weight_decay`. Defaults: embedding 64 (seed 000 B.2), normal
-init; biases start at zero.
+negatives, so alpha also sets the balance against that estimate), and lambda is `train.weight_decay`.
+Defaults: embedding 64 (seed 000 B.2), normal init; biases start at zero.
 """
 from __future__ import annotations
 
