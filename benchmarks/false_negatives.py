@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tandem.run import load_run
+from tandem.utils import atomic_write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -72,9 +73,8 @@ def main() -> int:
         record["ratio"] = record["held_out_share_in_top"] / record["held_out_share_uniform"]
         results[os.path.basename(os.path.normpath(run))] = record
         print(os.path.basename(os.path.normpath(run)), json.dumps(record), flush=True)
-    with open(args.out, "w") as stream:
-        json.dump({"command": "python benchmarks/false_negatives.py " + " ".join(args.runs), "runs": results},
-                  stream, indent=1)
+    command = f"python benchmarks/false_negatives.py {' '.join(args.runs)}"
+    atomic_write_json(args.out, {"command": command, "runs": results})
     return 0
 
 

@@ -19,6 +19,7 @@ from tandem.evaluation.ranking import full_ranking_metrics, two_stage_metrics
 from tandem.experiments.runner import per_row_metrics
 from tandem.experiments.tables import paired_test
 from tandem.run import load_run
+from tandem.utils import atomic_write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -51,9 +52,8 @@ def main() -> int:
         name = os.path.basename(os.path.normpath(run_dir))
         results[name] = record
         print(name, json.dumps(record), flush=True)
-    with open(args.out, "w") as stream:
-        json.dump({"command": "python benchmarks/retriever_full_score.py " + " ".join(args.runs), "runs": results},
-                  stream, indent=1)
+    command = f"python benchmarks/retriever_full_score.py {' '.join(args.runs)}"
+    atomic_write_json(args.out, {"command": command, "runs": results})
     return 0
 
 
