@@ -12,8 +12,9 @@ all. Every client is an asyncio task holding one keep-alive connection and posti
 that the client's own CPU cost disturbs the server little; `--client httpx`: httpx.AsyncClient). Each level runs for
 at most `--requests` answers or `--seconds` seconds after a warm-up, whichever comes first; then the server gets
 SIGTERM and must exit on its own (exit status 0). Figures: throughput (answers per second), latency p50 / p90 /
-p99 / max (ms), errors (non-200 answers, malformed answers, failed connections). Everything goes to `--out`
-(default benchmarks/results/serve_load.json).
+p99 / max (ms), errors (non-200 answers, malformed answers, failed connections), and from the server's /health
+counters the rows per model call, milliseconds per model call and the share of the time the model was busy.
+Everything goes to `--out` (default benchmarks/results/serve_load.json).
 """
 from __future__ import annotations
 
@@ -212,9 +213,11 @@ def main(argv: list[str] | None = None) -> int:
                 model.update({key: health.get(key) for key in ("task", "scheme", "retriever", "ranker", "users",
                                                                 "items", "retrieval_cutoff")})
                 for clients in args.clients:
+                    before = _get_json(url + "/health")
                     level = asyncio.run(one_level(url, users, clients, args.requests, args.seconds, args.warmup,
                                                   args.k, args.seed, args.client))
                     level["workers"] = workers
+                    level.update(_model_share(before, _get_json(url + "/health"), level, args.warmup))
                     print(json.dumps(level), flush=True)
                     levels.append(level)
                 health = _get_json(url + "/health")
@@ -254,6 +257,18 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {args.out}")
     return 0
+
+
+def _model_share(before: dict[str, Any], after: dict[str, Any], level: dict[str, Any],
+                 warmup: float) -> dict[str, Any]:
+    """Rows per model call and the share of the level's time (warm-up included) the model threads were busy, from
+    the server's /health counters: a busy share near the number of workers means the model, not HTTP, is the
+    bound."""
+    calls = after["model_calls"] - before["model_calls"]
+    busy = after["model_seconds"] - before["model_seconds"]
+    return {"rows_per_model_call": round((after["rows"] - before["rows"]) / max(calls, 1), 2),
+            "model_ms_per_call": round(1e3 * busy / max(calls, 1), 2),
+            "model_busy_share": round(busy / (level["seconds"] + warmup), 3)}
 
 
 def _get_json(url: str) -> dict[str, Any]:

@@ -336,9 +336,12 @@ def test_waiting_requests_are_merged_into_one_model_call():
             slow = asyncio.create_task(http.post("/recommend", json={"user": "slow"}))
             await asyncio.sleep(0.1)
             waiting = [http.post("/recommend", json={"user": f"u{i}"}) for i in range(5)]
-            return await asyncio.gather(slow, *waiting)
+            answered = await asyncio.gather(slow, *waiting)
+            return answered, (await http.get("/health")).json()
 
-    responses = asyncio.run(scenario())
+    responses, health = asyncio.run(scenario())
+    # the slow call sleeps 0.5 s: the busy time the load benchmark divides by wall time includes it
+    assert (health["model_calls"], health["rows"]) == (2, 6) and 0.5 <= health["model_seconds"] < 5.0
     assert all(response.status_code == 200 for response in responses)
     assert [response.json()["recommendations"][0]["item"] for response in responses[1:]] == [f"u{i}" for i in range(5)]
     assert fake.calls == [["slow"], [f"u{i}" for i in range(5)]]

@@ -187,6 +187,7 @@ class Batcher:
         self.busy = 0
         self.calls = 0
         self.rows = 0
+        self.model_seconds = 0.0  # wall time of finished model calls, summed over workers
 
     async def submit(self, query: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -226,13 +227,21 @@ class Batcher:
             self.busy += 1
             self.calls += 1
             self.rows += rows
-            call = loop.run_in_executor(self.executor, self.recommender.run, [query for query, _ in taken])
+            call = loop.run_in_executor(self.executor, self._timed_run, [query for query, _ in taken])
             call.add_done_callback(lambda done, taken=taken: self._finished(done, taken))
+
+    def _timed_run(self, queries: list[Any]) -> tuple[Any, float]:
+        """The model call on a worker thread, with its wall time (read on the loop's thread: no lock)."""
+        started = time.perf_counter()
+        return self.recommender.run(queries), time.perf_counter() - started
 
     def _finished(self, done: asyncio.Future, taken: list[tuple[Any, asyncio.Future]]) -> None:
         self.busy -= 1
         error = done.exception() if not done.cancelled() else asyncio.CancelledError()
-        answers = done.result() if error is None else None
+        answers = None
+        if error is None:
+            answers, seconds = done.result()
+            self.model_seconds += seconds
         for position, (_, future) in enumerate(taken):
             if future.done():
                 continue
@@ -345,7 +354,8 @@ def create_app(recommender: Any, settings: ServeSettings | None = None) -> FastA
                 "limits": {key: value for key, value in asdict(settings).items()
                            if key in ("max_k", "max_users", "max_history", "max_body_bytes", "timeout_s")},
                 "workers": settings.workers, "threads": settings.threads,
-                "model_calls": batcher.calls, "rows": batcher.rows}
+                "model_calls": batcher.calls, "rows": batcher.rows,
+                "model_seconds": round(batcher.model_seconds, 6)}
 
     @app.post("/recommend", summary="top-k items per context", response_model=RecommendResponse,
               responses=_ERRORS)
