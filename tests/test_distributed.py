@@ -3,6 +3,7 @@ import json
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -204,18 +205,31 @@ def resume_worker(rank: int, world_size: int, port: int, config_path: str, full:
     dist.destroy_process_group()
 
 
-def test_two_process_run_stopped_mid_epoch_resumes_bit_for_bit(tmp_path, capsys):
+RESUMED_SCHEMES = {
+    "mf-uniform": "retriever: {name: mf, embedding_dim: 8}\n",
+    # per-rank state beyond the sampler's stream: MIDX's index rebuilt every 3 steps, dropout's generator
+    "corr-midx-dropout": """\
+retriever: {name: mf, embedding_dim: 8}
+ranker: {name: deepfm, embedding_dim: 8, mlp_hidden: [16], dropout: 0.3}
+sampler: {name: midx, num_clusters: 4, refresh: 3}
+scheme: {name: corr}
+""",
+}
+
+
+@pytest.mark.parametrize("scheme", list(RESUMED_SCHEMES))
+def test_two_process_run_stopped_mid_epoch_resumes_bit_for_bit(scheme, tmp_path, capsys):
     """A torchrun-style run of 2 processes stopped right after a mid-epoch checkpoint and resumed by 2 processes
-    ends with the uninterrupted run's metrics and weights: each rank gets back its own sampler stream (seed + rank)
-    and generators, not rank 0's. A single-process resume of a 2-process checkpoint is refused with one line."""
+    ends with the uninterrupted run's metrics and weights: each rank gets back its own sampler stream (seed + rank),
+    index and generators, not rank 0's. A single-process resume of a 2-process checkpoint is refused with one
+    line."""
     from tandem.cli import main
     from test_resume import assert_same_run
 
-    config = general_config(tmp_path, 100, 80, 20, 2, """\
-retriever: {name: mf, embedding_dim: 8}
+    config = general_config(tmp_path, 100, 80, 20, 2, RESUMED_SCHEMES[scheme] + """\
 train: {epochs: 2, lr: 0.01, batch_size: 128, num_negatives: 10, patience: 2, progress: false,
          checkpoint_every: 3, keep_checkpoint: true, threads: 1}
-eval: {cutoffs: [10]}
+eval: {cutoffs: [10], retrieval_cutoff: 20}
 """)
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     mp.spawn(resume_worker, args=(2, free_port(), str(config), str(full), str(resumed)), nprocs=2, join=True)
@@ -266,3 +280,4 @@ eval: {{cutoffs: [10]}}
     for key in tables:
         # measured: 1.3e-4 at most (eps), where a missing all-reduce leaves whole rows a step (0.05) apart
         assert (dense[key] - sparse[key]).abs().max() <= 0.005, key
+
