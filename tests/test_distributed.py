@@ -198,7 +198,7 @@ def resume_worker(rank: int, world_size: int, port: int, config_path: str, full:
     Trainer._save_checkpoint = original
     dist.barrier()
     if rank == 0:
-        with open(os.path.join(resumed, "stopped"), "w") as stream:  # what the parent checks below
+        with open(resumed + ".stopped", "w") as stream:  # what the parent checks below (beside the run)
             stream.write(str(os.path.exists(os.path.join(resumed, "report.json"))))
     train_run(config, resumed, resume=True)
     dist.barrier()
@@ -233,8 +233,7 @@ eval: {cutoffs: [10], retrieval_cutoff: 20}
 """)
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     mp.spawn(resume_worker, args=(2, free_port(), str(config), str(full), str(resumed)), nprocs=2, join=True)
-    assert (resumed / "stopped").read_text() == "False"  # it was stopped at step 6 of epoch 1's 7 per process
-    (resumed / "stopped").unlink()
+    assert (tmp_path / "resumed.stopped").read_text() == "False"  # stopped at step 6 of epoch 1's 7 per process
     assert_same_run(full, resumed)
     (resumed / "report.json").unlink()  # unfinished again: a one-process resume of its 2-process checkpoint
     assert main(["train", "--out", str(resumed), "--resume"]) == 2

@@ -194,3 +194,39 @@ def test_a_non_empty_out_needs_resume_or_overwrite(tmp_path, capsys):
     fresh = tmp_path / "fresh"  # --resume where nothing was started yet: the same command starts it
     assert main(["train", str(config), "--out", str(fresh), "--resume"]) == 0
     assert (fresh / "report.json").is_file()
+
+
+@pytest.mark.parametrize("flag", ["--overwrite", "--resume"])
+def test_a_folder_of_the_users_own_files_with_a_config_yaml_is_never_cleared(flag, tmp_path, capsys):
+    """A project folder holding its own config.yaml beside other files is not a run directory: --overwrite and
+    --resume refuse it with one line and delete nothing (they once cleared everything but config.yaml)."""
+    config = write_csv(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text(config.read_text())
+    (project / "notes.txt").write_text("mine")
+    (project / "data").mkdir()
+    (project / "data" / "raw.csv").write_text("user,item\n")
+    before = sorted(path.relative_to(project) for path in project.rglob("*"))
+    err = one_line_error(["train", str(project / "config.yaml"), "--out", str(project), flag], capsys)
+    assert "tandem does not write" in err and "notes.txt" in err and "data/raw.csv" in err
+    assert sorted(path.relative_to(project) for path in project.rglob("*")) == before
+    assert (project / "notes.txt").read_text() == "mine"
+
+
+def test_a_damaged_report_or_deleted_data_is_refused(tmp_path, capsys):
+    """report.json must be the report tandem wrote; with data/ deleted, the configured file is checked against
+    the fingerprint the report recorded (here: the file was relabelled)."""
+    config = write_csv(tmp_path)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run)]) == 0
+    report = (run / "report.json").read_text()
+    for damaged in ("", "[1, 2]", report[:50]):
+        (run / "report.json").write_text(damaged)
+        assert "report.json" in one_line_error(["evaluate", str(run)], capsys)
+    (run / "report.json").write_text(report)
+    shutil.rmtree(run / "data")
+    data = tmp_path / "data.csv"
+    rows = data.read_text().splitlines()
+    data.write_text("\n".join([rows[0]] + [row.replace(",i", ",j") for row in rows[1:]]) + "\n")
+    assert "no longer matches" in one_line_error(["evaluate", str(run)], capsys)

@@ -123,6 +123,7 @@ def train_run(config: Config, out_dir: str | Path | None, *, resume: bool = Fals
     if path is not None and topology.is_main and not continuing:
         _check_fresh_out(path, overwrite)
     if continuing:
+        _check_run_directory(path, "--resume")
         report_path = path / "report.json"
         if report_path.is_file():
             return _read_report(report_path)
@@ -192,6 +193,34 @@ def _holds_run_files(path: Path) -> bool:
     return path.is_dir() and any(entry.name != LOCK for entry in path.iterdir())
 
 
+def _foreign_entries(path: Path) -> list[str]:
+    """What in run directory `path` (and its data/ folder) tandem did not write: a directory holding any of it
+    is not a run, and --overwrite / --resume must not clear it."""
+    from tandem.rundir import DATA_DIR, LOCK
+
+    def written(name: str) -> bool:
+        return name in _WRITTEN or name == LOCK or any(name.startswith(f".{known}.") for known in _WRITTEN)
+
+    foreign = [entry.name for entry in path.iterdir() if entry.name != DATA_DIR and not written(entry.name)]
+    data = path / DATA_DIR
+    if data.is_dir() and not data.is_symlink():
+        foreign += [f"{DATA_DIR}/{entry.name}" for entry in data.iterdir() if not written(entry.name)]
+    elif data.exists():
+        foreign.append(DATA_DIR)
+    return sorted(foreign)
+
+
+def _check_run_directory(path: Path, flag: str) -> None:
+    """`flag` (--overwrite, --resume) acts on a tandem run directory only: config.yaml and nothing foreign."""
+    if not (path / "config.yaml").is_file():
+        raise TandemError(f"{flag} acts on a tandem run directory only; {path} has no config.yaml")
+    foreign = _foreign_entries(path)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise TandemError(f"{flag} acts on a tandem run directory only; {path} also holds files tandem does not "
+                          f"write ({shown}): choose another --out")
+
+
 def _check_fresh_out(path: Path, overwrite: bool) -> None:
     """A new run goes into an absent or empty directory, or over a tandem run with `overwrite`."""
     if path.exists() and not path.is_dir():
@@ -201,8 +230,7 @@ def _check_fresh_out(path: Path, overwrite: bool) -> None:
     if not overwrite:
         raise TandemError(f"output directory {path} already exists and is not empty; choose another --out, "
                           f"continue the run there with --resume, or replace it with --overwrite")
-    if not (path / "config.yaml").is_file():
-        raise TandemError(f"--overwrite replaces a tandem run directory only; {path} has no config.yaml")
+    _check_run_directory(path, "--overwrite")
 
 
 def _clear(path: Path, keep: tuple[str, ...] = ()) -> None:
@@ -245,10 +273,14 @@ def _discard(path: Path, created: bool) -> None:
 
 
 def _read_report(path: Path) -> dict[str, Any]:
+    """A finished run's report.json, refused with one line when it is not the JSON object tandem writes."""
     try:
-        return json.loads(path.read_text())
+        report = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise TandemError(f"cannot read {path}: {error}") from None
+        raise TandemError(f"cannot read {path}: {' '.join(str(error).split())}") from None
+    if not isinstance(report, dict) or not isinstance(report.get("test"), dict):
+        raise TandemError(f"{path} is damaged (not a tandem report: no 'test' metrics); train the run again")
+    return report
 
 
 def _os_message(error: OSError) -> str:
@@ -333,6 +365,8 @@ def load_prepared(run: Path, config: Config, what: str = "evaluation", raw_data:
         data = load_stored_data(run)
     else:
         expected = stored_fingerprint(run)
+        if expected is None and (run / "report.json").is_file():  # data/ deleted: the report recorded it too
+            expected = _read_report(run / "report.json").get("dataset", {}).get("fingerprint")
         data = load_data(config.data, config.task)
         if expected is not None and fingerprint(data) != expected:
             source = config.data.path or config.data.name or config.data.format
@@ -365,6 +399,8 @@ def load_run(run_dir: str | Path, *, allow_incomplete: bool = False, raw_data: b
             raise TandemError(f"{run} is still being trained{who}: it has no report.json yet; wait for it to finish")
         raise TandemError(f"{run} is an unfinished run (killed or crashed before report.json was written); "
                           f"continue it with: tandem train --out {run} --resume")
+    if not allow_incomplete:
+        _read_report(run / "report.json")  # a damaged report is not a finished run
     seed_everything(config.seed)
     prepared = load_prepared(run, config, raw_data=raw_data)
     scheme = build_scheme(config, prepared)
