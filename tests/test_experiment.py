@@ -132,9 +132,45 @@ def test_paired_test_matches_a_hand_computed_t_statistic():
     ("methods: {a: {config: spec.yaml, reference: b}}\n", "reference 'b'"),
     ("methods: {a: {config: spec.yaml}}\nseeds: [-1]\n", "seeds"),
     ("methods: {a: {config: spec.yaml}}\ncolour: red\n", "unknown key"),
+    # names become files under --out: nothing that leaves it or nests
+    ("methods: {../../escaped: {config: spec.yaml}}\n", "method name '../../escaped'"),
+    ("methods: {a/b: {config: spec.yaml}}\n", "method name 'a/b'"),
+    ("name: ../../elsewhere\nmethods: {a: {config: spec.yaml}}\n", "name '../../elsewhere'"),
+    ("methods: {a: {config: spec.yaml}}\nseeds: [1, 1]\n", "seed twice"),
+    ("methods: {a: {config: spec.yaml}}\nseeds: [true]\n", "seeds"),
+    ("methods: {a: {config: spec.yaml}}\npublished: {a: {ndcg@10: high}}\n", "published.a.ndcg@10 must be a number"),
+    ("methods: {a: {config: spec.yaml}}\npublished_scale: lots\n", "'published_scale' must be a number"),
 ])
 def test_bad_specs_are_clear_errors(tmp_path, body, message):
     path = tmp_path / "spec.yaml"
     path.write_text(body)
     with pytest.raises(TandemError, match=message):
         load_spec(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("metrics: [recall@10, ndcg@10]", "metrics: [recall@10, ndcg@7]"), "'ndcg@7'"),
+    (("plot: {kind: bar, metric: ndcg@10}", "plot: {kind: bar, metric: nosuch@10}"), "'nosuch@10'"),
+    (('"scheme.name=independent"]', '"scheme.name=independent", train.epochz=1]'), "train.epochz"),
+])
+def test_a_spec_mistake_is_found_before_anything_trains_or_is_written(edit, message, tmp_path, tiny_csv,  # noqa: F811
+                                                                      capsys):
+    """Every method's config and every reported metric is checked first: the last method's typo does not wait
+    for the first method to train, and a refused command leaves no output directory."""
+    spec = write_spec(tmp_path, tiny_config(tmp_path, tiny_csv))
+    spec.write_text(spec.read_text().replace(*edit))
+    out = tmp_path / "out"
+    assert main(["experiment", str(spec), "--out", str(out), "--seeds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", ""], "--methods is empty"),
+    (["--methods", ","], "--methods is empty"),
+    (["--out", ""], "--out is empty"),
+])
+def test_empty_experiment_flags_are_refused(argv, message, tmp_path, tiny_csv, capsys):  # noqa: F811
+    spec = write_spec(tmp_path, tiny_config(tmp_path, tiny_csv))
+    assert main(["experiment", str(spec), *argv]) == 2
+    assert message in capsys.readouterr().err

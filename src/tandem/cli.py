@@ -22,6 +22,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tandem.reporting import metric_table, report_rows
     from tandem.run import resume_config, train_run
 
+    if args.out is not None and not args.out.strip():
+        raise TandemError("--out is empty; give a directory path (or leave --out out for runs/<config>-<time>)")
     if args.resume:
         if not args.out:
             raise TandemError("--resume needs --out DIR, the run directory to continue")
@@ -78,8 +80,16 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     spec.overrides = [*spec.overrides, *args.set]
+    if args.out is not None and not args.out.strip():
+        raise TandemError("--out is empty; give a directory path (or leave --out out for benchmarks/results/NAME)")
     out = Path(args.out) if args.out else Path("benchmarks/results") / spec.name
-    methods = [m for m in args.methods.split(",") if m] if args.methods else None
+    if out.exists() and not out.is_dir():
+        raise TandemError(f"--out {out} is a file; give a directory path")
+    methods = None
+    if args.methods is not None:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if not methods:
+            raise TandemError("--methods is empty; name one or more of the spec's methods, comma-separated")
     try:
         run_experiment(spec, out, seeds=args.seeds, methods=methods)
     except ValueError as error:

@@ -26,9 +26,9 @@ import torch
 from tandem.config import Config, load_config
 from tandem.data.splits import EvalSet
 from tandem.errors import TandemError
-from tandem.evaluation import full_ranking_metrics
+from tandem.evaluation import METRICS, full_ranking_metrics
 from tandem.evaluation.ranking import padded_rows
-from tandem.experiments.spec import ExperimentSpec, Reuse
+from tandem.experiments.spec import ExperimentSpec, Method, Reuse
 from tandem.experiments.tables import write_outputs
 from tandem.run import config_differences, load_data, load_run, read_run_config, train_run
 from tandem.utils import atomic_write_bytes
@@ -116,6 +116,27 @@ def copy_finished_run(reuse: Reuse, seed: int, config: Config, run_dir: Path, pe
     return True
 
 
+def method_config(spec: ExperimentSpec, method: Method, seed: int) -> Config:
+    """The config one (method, seed) run trains with: its file, the spec's overrides, the method's, the seed."""
+    return load_config(method.config, [*spec.overrides, *method.overrides, f"seed={seed}", "train.progress=false"])
+
+
+def check_before_running(spec: ExperimentSpec, methods: list[str], seeds: list[int]) -> None:
+    """Every chosen (method, seed) config loads, and every metric the table and the plot report is one each run
+    evaluates: a mistake in the last method is found before the first one trains for hours."""
+    wanted = list(spec.metrics) + ([str(spec.plot.get("metric", "ndcg@10"))] if spec.plot else [])
+    for method in spec.methods:
+        if method.name not in methods:
+            continue
+        configs = [method_config(spec, method, seed) for seed in seeds]
+        cutoffs = set(configs[0].eval.cutoffs)
+        for metric in wanted:
+            name, _, cutoff = metric.partition("@")
+            if name not in METRICS or not cutoff.isdigit() or int(cutoff) not in cutoffs:
+                raise ValueError(f"metric {metric!r} of the spec is not one method {method.name!r} evaluates "
+                                 f"(metrics {list(METRICS)} at its eval.cutoffs {sorted(cutoffs)})")
+
+
 def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: Log) -> None:
     """Train one (method, seed) to early stopping unless it is done; write its report and per-user metrics."""
     method = spec.methods[method_index]
@@ -124,7 +145,7 @@ def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: 
     per_user = out / "per_user" / f"{run_name}.csv"
     if (run_dir / "report.json").is_file() and per_user.is_file():
         return
-    config = load_config(method.config, [*spec.overrides, *method.overrides, f"seed={seed}", "train.progress=false"])
+    config = method_config(spec, method, seed)
     started = time.perf_counter()
     if not (run_dir / "report.json").is_file() and method.reuse is not None:
         if copy_finished_run(method.reuse, seed, config, run_dir, per_user, log):
@@ -175,6 +196,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, seeds: int | None = No
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; the spec has {names}")
     seed_list = select_seeds(spec, seeds)
+    check_before_running(spec, chosen, seed_list)
     out.mkdir(parents=True, exist_ok=True)
     for seed in seed_list:  # seed-major: a first full row of the table comes before more seeds
         for index, method in enumerate(spec.methods):

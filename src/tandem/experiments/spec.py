@@ -24,6 +24,7 @@ names it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,22 @@ from typing import Any
 from tandem.errors import TandemError
 
 PLOT_KINDS = ("cutoff_sweep", "bar")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+"""A spec or method name: it becomes a file and folder name under the output directory, so no separators."""
+
+
+def _checked_name(value: Any, path: Path, what: str) -> str:
+    name = str(value)
+    if not NAME.fullmatch(name) or ".." in name:
+        raise TandemError(f"experiment spec {path}: {what} {name!r} must be letters, digits and . _ + - (it names "
+                          f"files under the output directory)")
+    return name
+
+
+def _number(value: Any, path: Path, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise TandemError(f"experiment spec {path}: {what} must be a number, got {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -105,6 +122,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         raise TandemError(f"experiment spec {path}: 'methods' must be a non-empty mapping of name -> {{config: ...}}")
     methods = []
     for name, entry in methods_raw.items():
+        name = _checked_name(name, path, "method name")
         if not isinstance(entry, dict) or "config" not in entry or set(entry) - {"config", "overrides", "reference",
                                                                                   "reuse"}:
             raise TandemError(f"experiment spec {path}: method {name!r} needs 'config' (and optional 'overrides', "
@@ -116,8 +134,11 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         methods.append(Method(str(name), config, _string_list(entry.get("overrides"), f"methods.{name}.overrides"),
                               None if own is None else str(own), _reuse(entry.get("reuse"), path, str(name))))
     seeds = raw.get("seeds", [2023])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise TandemError(f"experiment spec {path}: 'seeds' must be a non-empty list of non-negative integers")
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2 ** 32 for s in seeds):
+        raise TandemError(f"experiment spec {path}: 'seeds' must be a non-empty list of integers in [0, 2^32)")
+    if len(set(seeds)) != len(seeds):
+        raise TandemError(f"experiment spec {path}: 'seeds' lists a seed twice: {seeds}")
     names = [method.name for method in methods]
     reference = raw.get("reference")
     if reference is not None and reference not in names:
@@ -129,18 +150,23 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     published = raw.get("published") or {}
     if not isinstance(published, dict) or not all(isinstance(v, dict) for v in published.values()):
         raise TandemError(f"experiment spec {path}: 'published' must map method -> {{metric: value}}")
+    published_values = {str(method): {str(metric): _number(value, path, f"published.{method}.{metric}")
+                                      for metric, value in values.items()} for method, values in published.items()}
+    scale = _number(raw.get("published_scale", 0.01), path, "'published_scale'")
+    if not scale > 0:
+        raise TandemError(f"experiment spec {path}: 'published_scale' must be positive, got {scale}")
     plot = raw.get("plot")
     if plot is not None and (not isinstance(plot, dict) or plot.get("kind") not in PLOT_KINDS):
         raise TandemError(f"experiment spec {path}: 'plot.kind' must be one of {list(PLOT_KINDS)}")
     return ExperimentSpec(
-        name=str(raw.get("name") or path.stem),
+        name=_checked_name(raw.get("name") or path.stem, path, "name"),
         methods=methods,
         seeds=list(seeds),
         reference=reference,
         metrics=_string_list(raw.get("metrics"), "metrics") or ["recall@10", "ndcg@10", "mrr@10"],
         overrides=_string_list(raw.get("overrides"), "overrides"),
-        published={str(k): {str(m): float(x) for m, x in v.items()} for k, v in published.items()},
-        published_scale=float(raw.get("published_scale", 0.01)),
+        published=published_values,
+        published_scale=scale,
         description=str(raw.get("description", "")),
         plot=plot,
     )
