@@ -228,6 +228,20 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], str]] = [
     ("no command", lambda ws: [], "required"),
     ("unknown option", lambda ws: ws.train("--colour", "red"), "--colour"),
     ("serve timeout 0", lambda ws: ["serve", str(ws.trained), "--timeout", "0"], "--timeout"),
+    # --- found by a bad-input probe of the command line
+    ("init_std negative", lambda ws: ws.train("--set", "retriever.init_std=-1"), "std"),
+    ("embedding_dim too large to allocate", lambda ws: ws.train("--set", "retriever.embedding_dim=1000000000000"),
+     "cannot build the models"),
+    ("embedding_dim beyond int64 (torch adds C++ frames)",
+     lambda ws: ws.train("--set", "retriever.embedding_dim=99999999999999999999999"), "Overflow"),
+    ("out of memory while preparing the data", lambda ws: (
+        ws.monkeypatch.setattr("tandem.run.prepare", lambda config: (_ for _ in ()).throw(
+            MemoryError("Unable to allocate 1.96 TiB for an array"))), ws.train())[1], "out of memory"),
+    ("recommend with a PQ index on 60 items", lambda ws: ["recommend", str(ws.trained), "--user", "u1",
+                                                         "--index", "PQ4"], "cannot be trained on 60 items"),
+    ("recommend with HNSW0 (FAISS would abort)", lambda ws: ["recommend", str(ws.trained), "--user", "u1",
+                                                           "--index", "HNSW0"], "at least 2 links"),
+    ("train --out empty", lambda ws: ["train", str(ws.config()), "--out", ""], "--out is empty"),
 ]
 
 

@@ -9,7 +9,7 @@ import time
 import typing
 from pathlib import Path
 
-from tandem.errors import TandemError
+from tandem.errors import TandemError, first_line
 
 
 def _default_out(config_path: str | None) -> Path:
@@ -185,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         text = error.strerror or str(error) or type(error).__name__
         print(f"tandem: error: {text}{f': {error.filename}' if error.filename else ''}", file=sys.stderr)
+        return 2
+    except MemoryError as error:  # a setting too large for this machine (numpy names the size it wanted)
+        print(f"tandem: error: out of memory ({first_line(error, 160)}); a setting is too large for this machine "
+              "(embedding_dim, data.max_seq_len, batch sizes, the catalogue)", file=sys.stderr)
         return 2
     except FloatingPointError as error:  # training diverged (non-finite loss)
         print(f"tandem: error: {str(error).splitlines()[0]}; lower train.lr", file=sys.stderr)

@@ -13,7 +13,7 @@ import yaml
 from tandem.config import Config, DataConfig
 from tandem.data.dataset import InteractionData, preprocess
 from tandem.data.splits import Split, split_general, split_sequential, without_known
-from tandem.errors import TandemError
+from tandem.errors import TandemError, first_line
 from tandem.utils import atomic_write_bytes, atomic_write_json, load_checkpoint, seed_everything
 
 
@@ -87,7 +87,9 @@ def build_scheme(config: Config, prepared: Prepared):
     try:
         return build_scheme_from_config(config, prepared.data, prepared.split)
     except (ValueError, TypeError, KeyError) as error:
-        raise TandemError(f"invalid configuration: {error}") from None
+        raise TandemError(f"invalid configuration: {first_line(error)}") from None
+    except (RuntimeError, MemoryError) as error:  # torch refusing a value (init_std < 0) or an allocation
+        raise TandemError(f"cannot build the models as configured: {first_line(error)}") from None
 
 
 def dataset_summary(prepared: Prepared) -> dict[str, Any]:

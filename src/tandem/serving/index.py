@@ -71,14 +71,15 @@ def _build_from_factory(items: np.ndarray, factory: str, seed: int) -> faiss.Ind
     if not isinstance(factory, str) or not factory.strip():
         raise TandemError(f"index factory must be a FAISS factory string such as 'HNSW32' or 'IVF4096,Flat', "
                           f"got {factory!r}")
+    for links in re.findall(r"HNSW(\d+)", factory):
+        if int(links) < 2:  # FAISS aborts the whole process on HNSW0 / HNSW1 instead of raising
+            raise TandemError(f"index factory {factory!r}: an HNSW graph needs at least 2 links per node "
+                              f"(HNSW{links}); try HNSW32")
     try:
         index = faiss.index_factory(items.shape[1], factory.strip(), faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as error:
-        text = " ".join(str(error).split())
-        found = re.search(r"\.cpp:\d+: (.*)$", text)
-        detail = (found.group(1) if found else text)[:200]
-        raise TandemError(f"index factory {factory!r} is not a FAISS factory string ({detail}); examples: "
-                          f"'Flat', 'HNSW32', 'IVF4096,Flat', 'IVF1024,SQ8'") from None
+        raise TandemError(f"index factory {factory!r} is not a FAISS factory string ({_faiss_detail(error)}); "
+                          f"examples: 'Flat', 'HNSW32', 'IVF4096,Flat', 'IVF1024,SQ8'") from None
     if not index.is_trained:
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None:
@@ -93,8 +94,19 @@ def _build_from_factory(items: np.ndarray, factory: str, seed: int) -> faiss.Ind
         cap = 32 * (ivf.nlist if ivf is not None else 2048)
         if items.shape[0] > cap:
             sample = items[np.sort(np.random.default_rng(seed).choice(items.shape[0], cap, replace=False))]
-        index.train(np.ascontiguousarray(sample))
+        try:
+            index.train(np.ascontiguousarray(sample))
+        except RuntimeError as error:  # e.g. PQ's 256 centroids per sub-quantizer on a small catalogue
+            raise TandemError(f"index factory {factory!r} cannot be trained on {items.shape[0]} items: "
+                              f"{_faiss_detail(error)}") from None
     return index
+
+
+def _faiss_detail(error: RuntimeError) -> str:
+    """FAISS's own message without its source location ('Error in ... at file.cpp:123: <message>')."""
+    text = " ".join(str(error).split())
+    found = re.search(r"\.cpp:\d+: (.*)$", text)
+    return (found.group(1) if found else text)[:200]
 
 
 def exclusion_csr(exclude: Exclude, rows: int) -> tuple[np.ndarray, np.ndarray]:
