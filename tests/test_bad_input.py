@@ -4,6 +4,7 @@ and nothing half-written (issue 12). One table, one row per input; then the file
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import math
 import os
@@ -242,6 +243,20 @@ CASES: list[tuple[str, Callable[[Workspace], list[str]], str]] = [
     ("recommend with HNSW0 (FAISS would abort)", lambda ws: ["recommend", str(ws.trained), "--user", "u1",
                                                            "--index", "HNSW0"], "at least 2 links"),
     ("train --out empty", lambda ws: ["train", str(ws.config()), "--out", ""], "--out is empty"),
+    ("user and item the same column", lambda ws: ws.train(
+        "--set", "data.columns={user: uid, item: uid, timestamp: ts}"), "both name the column 'uid'"),
+    ("retrieval cutoff below the largest metric cutoff", lambda ws: ws.train(
+        *RANKER, "--set", "eval.retrieval_cutoff=3"), "fewer than the largest of eval.cutoffs"),
+    ("metric cutoff beyond the catalogue", lambda ws: ws.train(
+        "--set", "eval.cutoffs=[5, 1000]", "--set", "eval.monitor=ndcg@5"), "catalogue has 60 items"),
+    ("recommend k beyond the catalogue", lambda ws: ["recommend", str(ws.trained), "--user", "u1", "--k", "61"],
+     "more than the catalogue"),
+    ("data file is a device", lambda ws: ((ws.root / "dev.csv").symlink_to("/dev/null"),
+                                          ws.train(config=ws.config(base_yaml(ws.root / "dev.csv"))))[1],
+     "a device, pipe"),
+    ("config file is a device", lambda ws: ["train", "/dev/null", "--out", str(ws.out)], "a device, pipe"),
+    ("gzip data named .csv", lambda ws: ws.train(config=ws.config(csv=ws.csv(
+        raw=gzip.compress(ws.frame.to_csv(index=False).encode())))), "gzip-compressed"),
 ]
 
 

@@ -136,6 +136,8 @@ def read_yaml_file(path: Path, what: str = "config file") -> Any:
     or not valid YAML."""
     if path.is_dir():
         raise TandemError(f"{what} {path} is a directory, not a YAML file")
+    if path.exists() and not path.is_file():
+        raise TandemError(f"{what} {path} is a device, pipe or socket, not a YAML file")
     if not path.is_file():
         raise TandemError(f"{what} not found: {path}")
     try:

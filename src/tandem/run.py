@@ -71,7 +71,15 @@ def check_against_data(config: Config, prepared: Prepared, scheme: Any) -> None:
     if config.train.num_negatives >= data.num_items:
         raise TandemError(f"config key 'train.num_negatives': {config.train.num_negatives} negatives per example "
                           f"but the catalogue has {data.num_items} items; use fewer than {data.num_items}")
+    largest = max(config.eval.cutoffs)
+    if largest > data.num_items:
+        raise TandemError(f"config key 'eval.cutoffs': top-{largest} lists but the catalogue has {data.num_items} "
+                          f"items; use cutoffs of at most {data.num_items}")
     if config.ranker is not None and config.scheme.get("name") != "retriever":
+        if config.eval.retrieval_cutoff < largest:
+            raise TandemError(f"config key 'eval.retrieval_cutoff': {config.eval.retrieval_cutoff} candidates, "
+                              f"fewer than the largest of eval.cutoffs ({largest}): the pipeline's @{largest} "
+                              f"metrics would rank only {config.eval.retrieval_cutoff} items; use at least {largest}")
         cutoffs = {"eval.retrieval_cutoff": [config.eval.retrieval_cutoff],
                    "eval.cutoff_sweep": list(config.eval.cutoff_sweep)}
         for key, values in cutoffs.items():

@@ -31,13 +31,16 @@ def read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise TandemError(f"{path}: file not found")
     if not path.is_file():
-        raise TandemError(f"{path}: expected a file, found a directory")
+        found = "a directory" if path.is_dir() else "a device, pipe or socket"
+        raise TandemError(f"{path}: expected a regular file, found {found}")
     try:
         data = path.read_bytes()
         if path.suffix == ".gz":
             data = gzip.decompress(data)
     except (OSError, EOFError) as error:
         raise TandemError(f"{path}: cannot read ({error})") from None
+    if data[:2] == b"\x1f\x8b":
+        raise TandemError(f"{path}: gzip-compressed data; name the file with a .gz suffix or decompress it")
     return data
 
 

@@ -410,6 +410,12 @@ def _check_column_mapping(columns: Any) -> dict[str, str]:
     for key in ("user", "item"):
         if key not in columns:
             raise TandemError(f"data.columns.{key}: required (the name of the {key} id column)")
+    seen: dict[str, str] = {}
+    for key, value in columns.items():
+        if value in seen:
+            raise TandemError(f"data.columns: {seen[value]} and {key} both name the column {value!r}; each role "
+                              f"needs its own column")
+        seen[value] = key
     return dict(columns)
 
 

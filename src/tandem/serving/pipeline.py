@@ -180,6 +180,8 @@ class Recommender:
             raise TandemError("recommend needs users or histories")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise TandemError(f"k must be a positive integer, got {k!r}")
+        if k > self.num_items:
+            raise TandemError(f"k = {k} is more than the catalogue's {self.num_items} items")
         user_ids = self.user_ids_of(list(users)) if users is not None else None
         history_ids = None
         if histories is not None:
