@@ -68,6 +68,9 @@ def check_against_data(config: Config, prepared: Prepared, scheme: Any) -> None:
             raise TandemError(f"dataset {data.name!r} has no {which} rows after filtering and splitting "
                               f"({data.num_users} users, {data.num_interactions} interactions; a user needs 3 or more "
                               f"interactions to be evaluated); lower data.min_* or give more data")
+    if data.num_items < 2:
+        raise TandemError(f"dataset {data.name!r} has {data.num_items} item after filtering: nothing to rank; "
+                          f"lower data.min_* or give more data")
     if config.train.num_negatives >= data.num_items:
         raise TandemError(f"config key 'train.num_negatives': {config.train.num_negatives} negatives per example "
                           f"but the catalogue has {data.num_items} items; use fewer than {data.num_items}")
