@@ -41,7 +41,7 @@ BASELINE = {"server": "stdlib ThreadingHTTPServer with a global lock (before iss
 
 def make_run(config_path: Path, out: Path) -> dict[str, Any]:
     """A complete run directory with the configured models at their initial weights (config.yaml, best.pt and a
-    report.json saying so: a run without report.json is refused as unfinished)."""
+    report.json saying so, with empty test metrics: a run without report.json is refused as unfinished)."""
     import torch
     import yaml
 
@@ -56,7 +56,7 @@ def make_run(config_path: Path, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     torch.save({"state": scheme.state_dict(), "epoch": 0}, out / "best.pt")
-    (out / "report.json").write_text(json.dumps({"epochs_run": 0, "weights": "initial (untrained)"}))
+    (out / "report.json").write_text(json.dumps({"epochs_run": 0, "weights": "initial (untrained)", "test": {}}))
     return {"config": str(config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path),
             "weights": "initial (untrained)"}
 
