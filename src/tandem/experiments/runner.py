@@ -128,8 +128,7 @@ def check_before_running(spec: ExperimentSpec, methods: list[str], seeds: list[i
     for method in spec.methods:
         if method.name not in methods:
             continue
-        configs = [method_config(spec, method, seed) for seed in seeds]
-        cutoffs = set(configs[0].eval.cutoffs)
+        cutoffs = {cutoff for seed in seeds for cutoff in method_config(spec, method, seed).eval.cutoffs}
         for metric in wanted:
             name, _, cutoff = metric.partition("@")
             if name not in METRICS or not cutoff.isdigit() or int(cutoff) not in cutoffs:

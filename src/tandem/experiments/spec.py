@@ -131,8 +131,8 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         if not config.is_file():
             raise TandemError(f"experiment spec {path}: method {name!r}: config {config} does not exist")
         own = entry.get("reference")
-        methods.append(Method(str(name), config, _string_list(entry.get("overrides"), f"methods.{name}.overrides"),
-                              None if own is None else str(own), _reuse(entry.get("reuse"), path, str(name))))
+        methods.append(Method(name, config, _string_list(entry.get("overrides"), f"methods.{name}.overrides"),
+                              None if own is None else str(own), _reuse(entry.get("reuse"), path, name)))
     seeds = raw.get("seeds", [2023])
     if not isinstance(seeds, list) or not seeds or not all(
             isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2 ** 32 for s in seeds):
