@@ -12,18 +12,22 @@ per item, see synthetic_data.json), then, in fresh child processes (peak memory 
 Each is trained for --batches batches (after 2 untimed warm-up batches), the cap being the same at every size so
 the measured epochs stay short at 1M; seconds per epoch = seconds per batch x batches in a full epoch (that count
 is linear in interactions). A batch's time is split into sampling (MIDX `sample` + `log_prob`), forward + backward
-(the rest of the loss and its gradient), and the optimiser step (dense Adam over every parameter: O(N d), reported
-on its own). MIDX's index rebuild (once per epoch) is timed too. Evaluation: full ranking of --eval-rows validation
+(the rest of the loss and its gradient), and the optimiser step (by default dense Adam over every parameter: O(N d),
+reported on its own). MIDX's index rebuild (once per epoch) is timed too. Evaluation: full ranking of --eval-rows validation
 rows over all N items (chunked, exact top-K), seconds per 1000 rows (and, for CoRR, the two-stage pipeline).
 Serving: item vectors structured like trained ones (each item its cluster's centre plus noise, d = 64), the FAISS
 index `recommended_factory(N)` (Flat below 100k, IVF ~4 sqrt(N) cells above) built and searched (top 100, one
 thread) next to the flat index, with recall@100 against it.
 
-Everything on one thread (torch and FAISS); every cost is CPU time of that thread (`time.process_time`), since
-the machine is shared and its wall time mostly measures the neighbours. Writes benchmarks/results/scaling.json, scaling.csv and scaling.png
-(log-log, cost against N).
+With --sparse every run sets `train.sparse_embeddings: true`: the embedding tables (retriever's and DIN's) get
+sparse gradients and a lazy Adam (SparseAdam) steps only the rows a batch touched, so neither the backward nor the
+optimiser step is O(N d) any more; the outputs are then named scaling-sparse.*.
 
-Usage: nice -n 5 .venv/bin/python benchmarks/scaling.py [--items 10000 100000 1000000] [--batches 30]
+Everything on one thread (torch and FAISS); every cost is CPU time of that thread (`time.process_time`), since
+the machine is shared and its wall time mostly measures the neighbours. Writes benchmarks/results/scaling.json,
+scaling.csv and scaling.png (log-log, cost against N), or scaling-sparse.* with --sparse.
+
+Usage: nice -n 5 .venv/bin/python benchmarks/scaling.py [--items 10000 100000 1000000] [--batches 30] [--sparse]
 """
 from __future__ import annotations
 
@@ -71,16 +75,16 @@ class Timer:
         return timed
 
 
-def config_for(kind: str, num_items: int) -> dict[str, Any]:
+def config_for(kind: str, num_items: int, sparse: bool = False) -> dict[str, Any]:
     """The run config of one measured model (as a config file would give it)."""
     base: dict[str, Any] = {
         "seed": SEED,
         "data": {"format": "table", "path": "synthetic", "min_user_interactions": 5, "min_item_interactions": 1,
-                 "max_seq_len": 20},
+                 "max_seq_len": 20, "columns": {"user": "user", "item": "item", "timestamp": "timestamp"}},
         "sampler": {"name": "midx", "num_clusters": 64, "temperature": 1.0, "refresh": "epoch"},
         "loss": {"name": "softmax"},
         "train": {"batch_size": BATCH, "lr": 0.001, "num_negatives": NEGATIVES, "epochs": 1, "progress": False,
-                  "threads": 1},
+                  "threads": 1, "sparse_embeddings": sparse},
         "eval": {"cutoffs": [10, 20, 50], "retrieval_cutoff": 100},
     }
     if kind == "mf":
@@ -118,6 +122,8 @@ def train_measure(config: Any, prepared: Any, batches: int) -> dict[str, Any]:
     torch.manual_seed(SEED)
     scheme = build_scheme(config, prepared)
     scheme.train()
+    if config.train.sparse_embeddings:
+        scheme.use_sparse_embeddings()  # as the Trainer does before it builds the optimisers
     optimizers = scheme.make_optimizers(config.train.lr, config.train.weight_decay)
     sampler_timer = Timer()
     sampler = scheme.sampler
@@ -206,7 +212,7 @@ def serving_measure(world: Any, data: Any, queries: int = 200) -> dict[str, Any]
     return out
 
 
-def child(kind: str, num_items: int, batches: int, eval_rows: int) -> dict[str, Any]:
+def child(kind: str, num_items: int, batches: int, eval_rows: int, sparse: bool) -> dict[str, Any]:
     """One size and model family, in this (fresh) process."""
     import faiss
     import torch
@@ -233,7 +239,7 @@ def child(kind: str, num_items: int, batches: int, eval_rows: int) -> dict[str, 
     prepared = Prepared(data, split)
     runs = ("mf",) if kind == "mf" else ("sasrec", "corr")
     for name in runs:
-        config = config_from_dict(config_for(name, data.num_items))
+        config = config_from_dict(config_for(name, data.num_items, sparse))
         measured = train_measure(config, prepared, batches)
         scheme = measured.pop("scheme")
         measured.update(eval_measure(scheme, prepared, eval_rows, name == "corr"))
@@ -245,9 +251,9 @@ def child(kind: str, num_items: int, batches: int, eval_rows: int) -> dict[str, 
     return out
 
 
-def run_child(kind: str, num_items: int, batches: int, eval_rows: int) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, "--child", kind, str(num_items), str(batches), str(eval_rows)],
-                          capture_output=True, text=True)
+def run_child(kind: str, num_items: int, batches: int, eval_rows: int, sparse: bool) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--child", kind, str(num_items), str(batches), str(eval_rows),
+                           str(int(sparse))], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"child {kind} {num_items} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -293,7 +299,7 @@ PLOTTED = {
     "mf_forward_backward_ms": "MF forward+backward / batch (ms)",
     "sasrec_forward_backward_ms": "SASRec forward+backward / batch (ms)",
     "corr_ranker_ms": "DIN ranker in CoRR / batch (ms)",
-    "mf_optimizer_ms": "dense Adam step, MF / batch (ms)",
+    "mf_optimizer_ms": "Adam step, MF / batch (ms)",
     "mf_epoch_s": "MF epoch (s)",
     "mf_midx_refresh_s": "MIDX index rebuild (s)",
     "mf_eval_s_per_1000": "evaluation / 1000 rows (s)",
@@ -302,7 +308,7 @@ PLOTTED = {
 }
 
 
-def plot(rows: list[dict[str, Any]], path: str) -> None:
+def plot(rows: list[dict[str, Any]], path: str, sparse: bool) -> None:
     """One log-log figure: each cost against the catalogue size."""
     import matplotlib
 
@@ -320,7 +326,8 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     axes.set_yscale("log")
     axes.set_xlabel("items N (interactions = 10 N)")
     axes.set_ylabel("cost")
-    axes.set_title("tandem cost against catalogue size (one thread)")
+    tables = "sparse embedding gradients + lazy Adam" if sparse else "dense gradients + Adam"
+    axes.set_title(f"tandem cost against catalogue size (one thread; {tables})")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
@@ -334,18 +341,20 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=30, help="timed training batches per model and size")
     parser.add_argument("--eval-rows", type=int, default=1000, help="validation rows evaluated per model and size")
     parser.add_argument("--out", default=RESULTS)
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--sparse", action="store_true",
+                        help="train with train.sparse_embeddings: true (outputs scaling-sparse.*)")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        kind, num_items, batches, eval_rows = args.child
-        print(json.dumps(child(kind, int(num_items), int(batches), int(eval_rows))))
+        kind, num_items, batches, eval_rows, sparse = args.child
+        print(json.dumps(child(kind, int(num_items), int(batches), int(eval_rows), sparse == "1")))
         return
     from tandem.utils import atomic_write_bytes, atomic_write_json
 
     started, wall = cpu(), time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
     for num_items in args.items:
-        results[str(num_items)] = {kind: run_child(kind, num_items, args.batches, args.eval_rows)
+        results[str(num_items)] = {kind: run_child(kind, num_items, args.batches, args.eval_rows, args.sparse)
                                    for kind in ("mf", "seq")}
         print(f"{num_items} items done ({time.perf_counter() - wall:.0f} s wall)", flush=True)
     rows = table_rows(results)
@@ -357,6 +366,7 @@ def main() -> None:
         "command": command.strip(),
         "wall_seconds": time.perf_counter() - wall,
         "batches_per_measured_epoch": args.batches,
+        "sparse_embeddings": args.sparse,
         "note": (f"training measured on {args.batches} batches of {BATCH} per model and size (after 2 warm-up "
                  f"batches); epoch seconds = seconds per batch x batches in a full epoch. Evaluation measured on "
                  f"{args.eval_rows} validation rows. One thread. The machine is shared: compare ratios."),
@@ -365,11 +375,12 @@ def main() -> None:
         "raw": results,
     }
     os.makedirs(args.out, exist_ok=True)
-    atomic_write_json(os.path.join(args.out, "scaling.json"), payload)
+    stem = os.path.join(args.out, "scaling-sparse" if args.sparse else "scaling")
+    atomic_write_json(stem + ".json", payload)
     keys = list(rows[0])
     lines = [",".join(keys)] + [",".join(str(row[key]) for key in keys) for row in rows]
-    atomic_write_bytes(os.path.join(args.out, "scaling.csv"), ("\n".join(lines) + "\n").encode())
-    plot(rows, os.path.join(args.out, "scaling.png"))
+    atomic_write_bytes(stem + ".csv", ("\n".join(lines) + "\n").encode())
+    plot(rows, stem + ".png", args.sparse)
     for row in rows:
         print(json.dumps({key: (round(value, 4) if isinstance(value, float) else value) for key, value in row.items()}))
     print(json.dumps({key: round(value, 3) for key, value in ratios.items()}))

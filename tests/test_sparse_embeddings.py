@@ -155,3 +155,35 @@ def test_cooperative_sparse_needs_a_ranker_with_lookups_only(general):
     scheme.ranker.sparse_lookups = False  # as a ranker that reads a table's weight directly declares itself
     with pytest.raises(TandemError, match="lookups only"):
         scheme.use_sparse_embeddings()
+
+
+def load_scaling_benchmark():
+    """benchmarks/scaling.py (a command beside the library) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scaling.py"
+    spec = importlib.util.spec_from_file_location("scaling_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_scaling_benchmark_configs_are_valid_and_train_sparse_when_asked(sparse):
+    """The scaling benchmark's configs pass validation, and --sparse really trains with sparse item gradients."""
+    from tandem.config import config_from_dict
+    from tandem.data.dataset import preprocess
+    from tandem.data.splits import split_sequential
+    from tandem.data.synthetic_scale import WorldSpec, generate
+    from tandem.run import Prepared
+
+    scaling = load_scaling_benchmark()
+    for kind in ("mf", "sasrec", "corr"):
+        assert config_from_dict(scaling.config_for(kind, 500, sparse)).train.sparse_embeddings is sparse
+    data = preprocess(generate(WorldSpec(300, 3000, seed=0)).raw(), None, 5, 1, duplicates="rows")
+    config = config_from_dict(scaling.config_for("sasrec", data.num_items, sparse))
+    measured = scaling.train_measure(config, Prepared(data, split_sequential(data, 20)), batches=1)
+    table = measured["scheme"].retriever.item_embedding.weight
+    assert (table.grad is not None and table.grad.is_sparse) is sparse
+    assert measured["per_batch"]["total_s"] > 0
