@@ -100,3 +100,18 @@ def test_ill_typed_options_name_the_key_the_type_and_the_value():
     assert "'retriever.embedding_dim'" in message and "int" in message and "'big'" in message
     message = error_of({"sampler": {"name": "midx", "exclude_padding": "yes"}})
     assert "'sampler.exclude_padding'" in message and "bool" in message
+
+
+@pytest.mark.parametrize("name, option", [("rankdistill", "top_k"), ("codistill", "num_samples")])
+def test_distillation_counts_must_fit_the_rows_sample(name, option):
+    """RankDistill's top_k and CoDistill's num_samples count items of the row's sampled negatives: above
+    train.num_negatives (or below 1) is refused, naming the key, instead of silently clamped."""
+    raw = base("corr")
+    raw.setdefault("train", {})["num_negatives"] = 8
+    raw["scheme"]["distill"] = {"name": name, option: 9}
+    message = error_of(raw)
+    assert f"'scheme.distill.{option}'" in message and "num_negatives = 8" in message
+    raw["scheme"]["distill"] = {"name": name, option: 0}
+    assert f"'scheme.distill.{option}'" in error_of(raw)
+    raw["scheme"]["distill"] = {"name": name, option: 8}
+    config_from_dict(raw)

@@ -163,4 +163,21 @@ def check_config(config: Config) -> None:
         spec = component_spec(options.get(key, default), f"scheme.{key}", registry)
         if spec is not None:
             registry.check(spec[0], spec[1], where=f"scheme.{key}")
+            if registry is DISTILL_LOSSES:
+                check_distill_sample_options(spec[1], config.train.num_negatives, f"scheme.{key}")
     scheme_cls.check_sections(options, sections)
+
+
+#: Distillation options that count items of the row's sample S (its `train.num_negatives` negatives).
+DISTILL_SAMPLE_OPTIONS = ("top_k", "num_samples")
+
+
+def check_distill_sample_options(options: Mapping[str, Any], num_negatives: int, where: str) -> None:
+    """A distillation loss works on the row's sampled negatives only: an option counting items of that sample
+    must not exceed train.num_negatives (the loss would otherwise clamp it silently; >= 1 is checked with the
+    option's type)."""
+    for option in DISTILL_SAMPLE_OPTIONS:
+        value = options.get(option)
+        if value is not None and value > num_negatives:
+            raise ValueError(f"config key '{where}.{option}': {value} items of the sample, but each row's sample "
+                             f"holds train.num_negatives = {num_negatives}; expected 1..{num_negatives}")
