@@ -28,6 +28,7 @@ the machine is shared and its wall time mostly measures the neighbours. Writes b
 scaling.csv and scaling.png (log-log, cost against N), or scaling-sparse.* with --sparse.
 
 Usage: nice -n 5 .venv/bin/python benchmarks/scaling.py [--items 10000 100000 1000000] [--batches 30] [--sparse]
+       .venv/bin/python benchmarks/scaling.py --table   (the README tables from the committed JSON)
 """
 from __future__ import annotations
 
@@ -335,6 +336,45 @@ def plot(rows: list[dict[str, Any]], path: str, sparse: bool) -> None:
     plt.close(figure)
 
 
+#: The rows of the README's table: (label, column of `table_rows`, format).
+TABLE = [
+    ("items (after filter)", "items", "{:,.0f}"), ("interactions", "interactions", "{:,.0f}"),
+    ("MIDX sampling / batch, MF (ms)", "mf_sampling_ms", "{:.2f}"),
+    ("MF fwd+bwd / batch (ms)", "mf_forward_backward_ms", "{:.1f}"),
+    ("MF Adam step / batch (ms)", "mf_optimizer_ms", "{:.1f}"), ("MF epoch (s)", "mf_epoch_s", "{:.1f}"),
+    ("MIDX rebuild (s)", "mf_midx_refresh_s", "{:.2f}"),
+    ("SASRec sampling / batch (ms)", "sasrec_sampling_ms", "{:.2f}"),
+    ("SASRec fwd+bwd / batch (ms)", "sasrec_forward_backward_ms", "{:.1f}"),
+    ("SASRec Adam step / batch (ms)", "sasrec_optimizer_ms", "{:.1f}"), ("SASRec epoch (s)", "sasrec_epoch_s", "{:.1f}"),
+    ("DIN ranker in CoRR / batch (ms)", "corr_ranker_ms", "{:.1f}"), ("CoRR epoch (s)", "corr_epoch_s", "{:.1f}"),
+    ("MF eval / 1000 rows (s)", "mf_eval_s_per_1000", "{:.2f}"),
+    ("SASRec eval / 1000 rows (s)", "sasrec_eval_s_per_1000", "{:.2f}"),
+    ("CoRR pipeline eval / 1000 rows (s)", "corr_pipeline_eval_s_per_1000", "{:.2f}"),
+    ("index", "index_factory", "{}"), ("index build (s)", "index_build_s", "{:.2f}"),
+    ("index latency, top 100 (ms)", "index_latency_ms", "{:.2f}"),
+    ("index recall@100 vs flat", "index_recall@100", "{:.4f}"), ("flat latency (ms)", "flat_latency_ms", "{:.2f}"),
+    ("peak RSS MF / SASRec+CoRR (GiB)", ("peak_rss_gib_mf", "peak_rss_gib_seq"), "{:.2f}"),
+]
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The README's table of one run: a column per size and the largest/smallest ratio."""
+    def cell(row: dict[str, Any], key: Any, form: str) -> str:
+        keys = key if isinstance(key, tuple) else (key,)
+        return " / ".join(form.format(row[k]) for k in keys)
+
+    first, last = rows[0], rows[-1]
+    ratio_label = f"ratio {last['items_generated'] // first['items_generated']}×"
+    lines = ["| | " + " | ".join(f"{row['items_generated']:,} items" for row in rows) + f" | {ratio_label} |",
+             "| --- " * (len(rows) + 2) + "|"]
+    for label, key, form in TABLE:
+        keys = key if isinstance(key, tuple) else (key,)
+        numeric = all(isinstance(first[k], (int, float)) and first[k] for k in keys)
+        ratio = " / ".join(f"{last[k] / first[k]:.2f}" for k in keys) if numeric else ""
+        lines.append(f"| {label} | " + " | ".join(cell(row, key, form) for row in rows) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -343,8 +383,17 @@ def main() -> None:
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--sparse", action="store_true",
                         help="train with train.sparse_embeddings: true (outputs scaling-sparse.*)")
+    parser.add_argument("--table", action="store_true",
+                        help="print the README's markdown table of the committed results (no measuring)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.table:
+        for name in ("scaling", "scaling-sparse"):
+            path = os.path.join(args.out, name + ".json")
+            if os.path.exists(path):
+                with open(path) as stream:
+                    print(f"{name}.json:\n\n" + markdown_table(json.load(stream)["rows"]) + "\n")
+        return
     if args.child:
         kind, num_items, batches, eval_rows, sparse = args.child
         print(json.dumps(child(kind, int(num_items), int(batches), int(eval_rows), sparse == "1")))
