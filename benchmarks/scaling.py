@@ -327,8 +327,8 @@ def plot(rows: list[dict[str, Any]], path: str, sparse: bool) -> None:
     axes.set_yscale("log")
     axes.set_xlabel("items N (interactions = 10 N)")
     axes.set_ylabel("cost")
-    tables = "sparse embedding gradients + lazy Adam" if sparse else "dense gradients + Adam"
-    axes.set_title(f"tandem cost against catalogue size (one thread; {tables})")
+    tables = "sparse embeddings + lazy Adam" if sparse else "dense gradients + Adam"
+    axes.set_title(f"tandem cost against N (one thread; {tables})")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
@@ -384,7 +384,8 @@ def main() -> None:
     parser.add_argument("--sparse", action="store_true",
                         help="train with train.sparse_embeddings: true (outputs scaling-sparse.*)")
     parser.add_argument("--table", action="store_true",
-                        help="print the README's markdown table of the committed results (no measuring)")
+                        help="print the README's markdown tables of the committed results and redraw their PNGs "
+                             "(no measuring)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.table:
@@ -392,7 +393,9 @@ def main() -> None:
             path = os.path.join(args.out, name + ".json")
             if os.path.exists(path):
                 with open(path) as stream:
-                    print(f"{name}.json:\n\n" + markdown_table(json.load(stream)["rows"]) + "\n")
+                    saved = json.load(stream)
+                print(f"{name}.json:\n\n" + markdown_table(saved["rows"]) + "\n")
+                plot(saved["rows"], os.path.join(args.out, name + ".png"), bool(saved.get("sparse_embeddings")))
         return
     if args.child:
         kind, num_items, batches, eval_rows, sparse = args.child
