@@ -1,0 +1,85 @@
+"""Paired test-set comparison of runs that have not finished (stopped by a budget, not by early stopping).
+
+`tandem experiment` reports only finished runs. When a session's compute ends before a long run's early stopping
+does (Gowalla: ~3.7 min per cooperative epoch on one CPU thread), this evaluates each run's best checkpoint so
+far on the test rows, per user, and compares every run with the first one (Wilcoxon and paired t-test over users,
+the same test as the experiment tables). Every figure is labelled with the epochs run and the best epoch so far:
+these are interim figures, not converged ones.
+
+Usage: python benchmarks/interim_compare.py --out FILE.json REFERENCE_RUN_DIR RUN_DIR [RUN_DIR ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tandem.experiments.runner import per_row_metrics, stage_functions
+from tandem.experiments.tables import paired_test
+from tandem.run import load_run
+from tandem.utils import atomic_write_json
+
+METRIC = "ndcg@10"
+
+
+def progress(run: Path) -> dict[str, object]:
+    """Epochs run, the best epoch so far (by the validation metric the run stops on) and its validation figures."""
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"valid"' in line]
+    if not epochs:
+        raise SystemExit(f"{run}: no finished epoch yet")
+
+    def watched(epoch: dict) -> float:
+        valid = epoch["valid"]
+        return (valid["pipeline"] if "pipeline" in valid else valid)[METRIC]
+
+    best = max(epochs, key=watched)
+    return {"epochs_run": len(epochs), "best_epoch_so_far": best["epoch"], "finished": (run / "report.json").is_file(),
+            "valid_curve": [round(watched(epoch), 5) for epoch in epochs]}
+
+
+def test_rows(run: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Per-user test metrics of every stage of the run's best checkpoint so far."""
+    config, prepared, scheme = load_run(run, allow_incomplete=True)
+    functions = stage_functions(scheme, tuple(config.eval.cutoffs), config.eval.retrieval_cutoff)
+    with torch.no_grad():
+        return {stage: per_row_metrics(prepared.split.test, function, config.train.eval_batch_size)
+                for stage, function in functions.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("runs", type=Path, nargs="+", help="the reference run first")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    rows = {run: test_rows(run) for run in args.runs}
+    reference = args.runs[0]
+    record: dict[str, object] = {"command": "python benchmarks/interim_compare.py " + " ".join(sys.argv[1:]),
+                                 "metric": METRIC, "reference": str(reference), "runs": {}}
+    for run in args.runs:
+        stages = {}
+        for stage, metrics in rows[run].items():
+            values = metrics[METRIC]
+            entry: dict[str, object] = {"mean": float(values.mean()), "users": int(values.size)}
+            baselines = {}
+            if run != reference and stage in rows[reference]:
+                baselines["vs_reference"] = rows[reference][stage][METRIC]
+            if stage != "retriever" and "retriever" in rows[run]:
+                baselines["vs_own_retriever"] = rows[run]["retriever"][METRIC]
+            for label, base in baselines.items():
+                wilcoxon, t_test = paired_test(values, base)
+                entry[label] = {"relative": float(values.mean() / base.mean() - 1.0), "wilcoxon_p": wilcoxon,
+                                "ttest_p": t_test}
+            stages[stage] = entry
+        record["runs"][str(run)] = {**progress(run), "test": stages}  # type: ignore[index]
+    atomic_write_json(args.out, record)
+    print(json.dumps(record, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
