@@ -7,6 +7,8 @@ the same test as the experiment tables). Every figure is labelled with the epoch
 these are interim figures, not converged ones.
 
 Usage: python benchmarks/interim_compare.py --out FILE.json REFERENCE_RUN_DIR RUN_DIR [RUN_DIR ...]
+       python benchmarks/interim_compare.py --out FILE.json --per-user SPEC_OUT --seed S REFERENCE METHOD [...]
+The second form compares finished runs of an experiment from their committed per-user files (no weights needed).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from tandem.experiments.runner import per_row_metrics, stage_functions
-from tandem.experiments.tables import paired_test
+from tandem.experiments.tables import load_per_user, paired_test
 from tandem.run import load_run
 from tandem.utils import atomic_write_json
 
@@ -53,10 +55,17 @@ def test_rows(run: Path) -> dict[str, dict[str, np.ndarray]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--per-user", type=Path, help="an experiment's output directory: RUNS are its method names")
+    parser.add_argument("--seed", type=int, default=2023, help="with --per-user: the seed of the runs")
     parser.add_argument("runs", type=Path, nargs="+", help="the reference run first")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    rows = {run: test_rows(run) for run in args.runs}
+    if args.per_user is not None:
+        methods = list(dict.fromkeys(str(run) for run in args.runs))
+        args.runs = [args.per_user / "runs" / f"{method}-s{args.seed}" for method in methods]
+        rows = {run: load_per_user(args.per_user, method, args.seed) for run, method in zip(args.runs, methods)}
+    else:
+        rows = {run: test_rows(run) for run in args.runs}
     reference = args.runs[0]
     record: dict[str, object] = {"command": "python benchmarks/interim_compare.py " + " ".join(sys.argv[1:]),
                                  "metric": METRIC, "reference": str(reference), "runs": {}}
@@ -66,8 +75,8 @@ def main() -> int:
             values = metrics[METRIC]
             entry: dict[str, object] = {"mean": float(values.mean()), "users": int(values.size)}
             baselines = {}
-            if run != reference and stage in rows[reference]:
-                baselines["vs_reference"] = rows[reference][stage][METRIC]
+            if run != reference:  # the same stage, or the reference's retriever when it has only that one
+                baselines["vs_reference"] = rows[reference].get(stage, rows[reference]["retriever"])[METRIC]
             if stage != "retriever" and "retriever" in rows[run]:
                 baselines["vs_own_retriever"] = rows[run]["retriever"][METRIC]
             for label, base in baselines.items():
