@@ -1,5 +1,6 @@
 """tandem's cooperative options: fused final score, KL gate and warm-up, BCE ranker, negatives left out — and the
 planted-structure check that distillation lifts the retriever above its Independent self."""
+import json
 import math
 
 import numpy as np
@@ -161,3 +162,38 @@ def test_per_row_stages_of_a_fused_scheme_include_the_ranker_only_order(grouped)
     unfused = scheme.evaluate(split.test, cutoffs, 128, retrieval_cutoff=k)["pipeline"]
     for name, value in unfused.items():
         assert math.isclose(float(ranker_only[name].mean()), value, abs_tol=1e-9), name
+
+
+def test_stage_selection_keeps_each_model_at_its_own_best_epoch(grouped, tmp_path):
+    """eval.select 'stages': the kept retriever is the one of the epoch with its best validation figure (its
+    figures at that epoch come back exactly, whatever ranker sits on it), the ranker that of the best pipeline
+    epoch, and early stopping waits until neither has improved for `patience` validations."""
+    from tandem.errors import TandemError
+    from tandem.utils import load_checkpoint
+
+    data, split = grouped
+    torch.manual_seed(0)
+    config = general_config("corr", train={"epochs": 14, "lr": 0.03, "batch_size": 256, "num_negatives": 20,
+                                           "patience": 3, "progress": False},
+                            eval={"cutoffs": [10], "retrieval_cutoff": 50, "monitor": "ndcg@10", "select": "stages"})
+    result = Trainer(TrainerSettings.of(config), build_scheme_from_config(config, data, split), split,
+                     out_dir=tmp_path).fit()
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    epochs = [line for line in lines if "epoch" in line]
+    retriever_curve = [line["valid"]["retriever"]["ndcg@10"] for line in epochs]
+    pipeline_curve = [line["valid"]["pipeline"]["ndcg@10"] for line in epochs]
+    retriever_epoch = 1 + int(np.argmax(retriever_curve))  # first maximum: later ties do not improve
+    ranker_epoch = 1 + int(np.argmax(pipeline_curve))
+    assert (result.retriever_epoch, result.best_epoch) == (retriever_epoch, ranker_epoch)
+    last = max(retriever_epoch, ranker_epoch)
+    assert result.epochs_run == min(14, last + 3)
+    # the kept retriever is exactly that epoch's: its validation figures come back
+    kept = epochs[retriever_epoch - 1]["valid"]["retriever"]
+    assert result.valid["retriever"] == pytest.approx(kept, abs=1e-12)
+    assert lines[-1]["selected"] == {"retriever_epoch": retriever_epoch, "ranker_epoch": ranker_epoch,
+                                     "validation": result.valid}
+    saved = load_checkpoint(tmp_path / "best.pt")
+    assert saved["retriever_epoch"] == retriever_epoch and saved["epoch"] == ranker_epoch
+    with pytest.raises(TandemError, match="eval.select"):
+        general_config("retriever", ranker=None, sampler={"name": "uniform"},
+                       eval={"cutoffs": [10], "select": "stages"})

@@ -63,6 +63,9 @@ class EvalConfig:
     monitor: str = "ndcg@10"
     # mask the row's known items when ranking (tandem's protocol); false = RecBole's sequential protocol
     exclude_known: bool = True
+    # which checkpoint a cooperative run keeps: 'pipeline' (the paper's: one epoch, the best validation pipeline) or
+    # 'stages' (tandem's: the retriever of its own best validation epoch, the ranker of the best pipeline epoch)
+    select: str = "pipeline"
 
 
 @dataclass
@@ -315,6 +318,8 @@ def validate(config: Config) -> None:
         raise TandemError(f"config key 'eval.cutoffs': expected positive integers, got {config.eval.cutoffs}")
     if config.eval.monitor.split("@")[0] not in ("recall", "ndcg", "mrr", "hit") or "@" not in config.eval.monitor:
         raise TandemError(f"config key 'eval.monitor': expected e.g. 'ndcg@10', got {config.eval.monitor!r}")
+    if config.eval.select not in ("pipeline", "stages"):
+        raise TandemError(f"config key 'eval.select': expected 'pipeline' or 'stages', got {config.eval.select!r}")
     if config.data.split_order not in ("time", "random"):
         raise TandemError(f"config key 'data.split_order': expected 'time' or 'random', got {config.data.split_order!r}")
     if config.data.split_order == "random" and config.task != "general":

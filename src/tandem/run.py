@@ -174,6 +174,7 @@ def train_run(config: Config, out_dir: str | Path | None, *, resume: bool = Fals
             "test": result.test,
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
+            **({"retriever_epoch": result.retriever_epoch} if result.retriever_epoch is not None else {}),
             "seconds_per_epoch": result.seconds_per_epoch,
             "dataset": {**dataset_summary(prepared), "fingerprint": fingerprint(prepared.data)},
         }

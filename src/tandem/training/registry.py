@@ -143,6 +143,9 @@ def check_config(config: Config) -> None:
                          f"section")
     if "ranker" not in takes and config.ranker is not None:
         raise ValueError(f"config key 'ranker': scheme {scheme_name!r} trains no ranker; remove the section")
+    if config.eval.select == "stages" and not scheme_cls.cooperative:
+        raise ValueError(f"config key 'eval.select': 'stages' selects a retriever and a ranker; scheme "
+                         f"{scheme_name!r} trains no ranker")
     for section in ("sampler", "loss"):
         if section not in takes and sections[section] != getattr(defaults, section):
             raise ValueError(f"config key {section!r}: scheme {scheme_name!r} does not use a {section}; remove the "

@@ -38,7 +38,8 @@ CHECKPOINT_FORMAT = 2
 #: Config keys that do not change what a run computes: a resume may differ in them.
 RESUME_FREE_KEYS = (("train", "progress"), ("train", "checkpoint_every"), ("train", "keep_checkpoint"))
 # keys added after runs were checkpointed: left out of the digest while at the value that means the old behaviour
-RESUME_NEUTRAL_DEFAULTS = {("train", "sparse_embeddings"): False}
+RESUME_NEUTRAL_DEFAULTS = {("train", "sparse_embeddings"): False, ("eval", "select"): "pipeline"}
+RETRIEVER_PREFIX = "retriever."  # a cooperative scheme's retriever parameters in its state dict
 
 
 @dataclass
@@ -51,6 +52,7 @@ class TrainResult:
     best_epoch: int
     seconds_per_epoch: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    retriever_epoch: int | None = None  # with eval.select 'stages': the epoch whose retriever was kept
 
 
 @dataclass
@@ -65,7 +67,9 @@ class Progress:
     best_value: float = -math.inf
     best_epoch: int = 0
     best_valid: dict[str, Any] = field(default_factory=dict)
-    stale: int = 0
+    stale: int = 0  # validations in a row where nothing selected improved
+    retriever_best_value: float = -math.inf  # eval.select 'stages': the retriever's own best validation value
+    retriever_best_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     totals: dict[str, float] = field(default_factory=dict)  # loss sums of the unfinished epoch
@@ -75,6 +79,12 @@ class Progress:
 def monitored_value(metrics: dict[str, Any], key: str, cooperative: bool) -> float:
     """The early-stopping value: the pipeline's metric for cooperative schemes, the retriever's otherwise."""
     return float(metrics["pipeline"][key] if cooperative else metrics[key])
+
+
+def retriever_state(scheme: torch.nn.Module) -> dict[str, Any]:
+    """A copy of the retriever's part of a cooperative scheme's state dict (keys keep their 'retriever.' prefix)."""
+    return {key: value.detach().clone() for key, value in scheme.state_dict().items()
+            if key.startswith(RETRIEVER_PREFIX)}
 
 
 def plain(value: Any) -> Any:
@@ -153,6 +163,11 @@ class Trainer:
         self.resume = resume
         self.progress = Progress()
         self.best_state: dict[str, Any] = {}
+        # eval.select 'stages': each model kept at its own best validation epoch (the retriever's state here)
+        self.select_stages = settings.eval.select == "stages"
+        if self.select_stages and not scheme.cooperative:
+            raise TandemError("config key 'eval.select': 'stages' needs a cooperative scheme (a retriever and a ranker)")
+        self.retriever_best: dict[str, Any] = {}
         self.epoch_generator: torch.Tensor | None = None  # data-order generator state at the current epoch's start
         self.saved_step: int | None = None  # step of the last checkpoint written by this process or resumed from
 
@@ -198,6 +213,7 @@ class Trainer:
             "epoch_generator": self.epoch_generator,
             "progress": asdict(self.progress),
             "best_state": self.best_state,
+            "retriever_best": self.retriever_best,
         }
         if ranks is not None and self.topology.distributed:
             payload["ranks"] = ranks
@@ -241,6 +257,7 @@ class Trainer:
             text = " ".join(str(error).split())
             raise TandemError(f"the checkpoint does not match this run: {text[:300]}") from None
         self.best_state = payload["best_state"]
+        self.retriever_best = payload.get("retriever_best", {})
         self.generator.set_state(payload["generator"])
         self.epoch_generator = payload["epoch_generator"]
         self.saved_step = self.progress.step
@@ -271,6 +288,7 @@ class Trainer:
             self.resume = None
         else:
             self.best_state = copy.deepcopy(self.scheme.state_dict())
+            self.retriever_best = retriever_state(self.scheme) if self.select_stages else {}
         p = self.progress
         first = p.epoch if not p.epoch_done else p.epoch + 1
         for epoch in range(first, self.settings.train.epochs + 1):
@@ -283,6 +301,8 @@ class Trainer:
             if p.stopped:
                 break
         self.scheme.load_state_dict(self.best_state)
+        if self.select_stages:
+            self._combine_stages()
         test = self.evaluate("test", sweep=True)
         return TrainResult(
             valid=p.best_valid,
@@ -291,7 +311,23 @@ class Trainer:
             best_epoch=p.best_epoch,
             seconds_per_epoch=sum(p.epoch_seconds) / max(1, len(p.epoch_seconds)),
             history=p.history,
+            retriever_epoch=p.retriever_best_epoch if self.select_stages else None,
         )
+
+    def _combine_stages(self) -> None:
+        """eval.select 'stages': put the retriever of its own best validation epoch under the ranker of the best
+        pipeline epoch, validate that pair (which also re-chooses the fusion weight and the ranker's lift on it),
+        and keep it as the run's best state (best.pt) and validation figures. The pair's validation goes into
+        metrics.jsonl as a 'selected' line (not in the history: a resume rewrites the file and appends it again)."""
+        p = self.progress
+        self.scheme.load_state_dict({**self.best_state, **self.retriever_best})
+        p.best_valid = plain(self.evaluate("valid"))
+        self.best_state = copy.deepcopy(self.scheme.state_dict())
+        self._log({"selected": {"retriever_epoch": p.retriever_best_epoch, "ranker_epoch": p.best_epoch,
+                                "validation": p.best_valid}})
+        if self.out_dir is not None:
+            atomic_torch_save(self.out_dir / "best.pt", {"state": self.best_state, "epoch": p.best_epoch,
+                                                         "retriever_epoch": p.retriever_best_epoch})
 
     def _steps_per_epoch(self) -> int:
         steps = math.ceil(len(self.split.train) / self.settings.train.batch_size)
@@ -364,14 +400,20 @@ class Trainer:
             record["valid"] = valid
             value = monitored_value(valid, monitor, self.scheme.cooperative)
             valid_text = f", valid {monitor} {value:.4f}"
-            if value > p.best_value:
+            improved = value > p.best_value
+            if improved:
                 p.best_value, p.best_epoch, p.best_valid = value, epoch, valid
                 self.best_state = copy.deepcopy(self.scheme.state_dict())
-                p.stale = 0
                 if self.out_dir is not None:
                     atomic_torch_save(self.out_dir / "best.pt", {"state": self.best_state, "epoch": epoch})
-            else:
-                p.stale += 1
+            if self.select_stages:  # the retriever on its own metric; stop only when neither improves
+                own = float(valid["retriever"][monitor])
+                valid_text += f", retriever {own:.4f}"
+                if own > p.retriever_best_value:
+                    p.retriever_best_value, p.retriever_best_epoch = own, epoch
+                    self.retriever_best = retriever_state(self.scheme)
+                    improved = True
+            p.stale = 0 if improved else p.stale + 1
         if cfg.progress and self.topology.is_main:  # one line per epoch, on a terminal or in a log
             loss_text = " ".join(f"{name} {mean:.4f}" for name, mean in record["loss"].items())
             tqdm.write(f"epoch {epoch}/{cfg.epochs}: loss {loss_text}{valid_text} ({record['seconds']:.1f} s)",
