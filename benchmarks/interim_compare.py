@@ -7,8 +7,9 @@ the same test as the experiment tables). Every figure is labelled with the epoch
 these are interim figures, not converged ones.
 
 Usage: python benchmarks/interim_compare.py --out FILE.json REFERENCE_RUN_DIR RUN_DIR [RUN_DIR ...]
-       python benchmarks/interim_compare.py --out FILE.json --per-user SPEC_OUT --seed S REFERENCE METHOD [...]
-The second form compares finished runs of an experiment from their committed per-user files (no weights needed).
+       python benchmarks/interim_compare.py --out FILE.json --per-user SPEC_OUT --seed S [S ...] REFERENCE METHOD [...]
+The second form compares finished runs of an experiment from their committed per-user files (no weights needed);
+with several seeds the users of every seed are pooled (paired per seed), as the experiment tables pool them.
 """
 from __future__ import annotations
 
@@ -56,16 +57,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--per-user", type=Path, help="an experiment's output directory: RUNS are its method names")
-    parser.add_argument("--seed", type=int, default=2023, help="with --per-user: the seed of the runs")
+    parser.add_argument("--seed", type=int, nargs="+", default=[2023],
+                        help="with --per-user: the seed(s) of the runs, pooled")
     parser.add_argument("runs", type=Path, nargs="+", help="the reference run first")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    seed_runs: dict[Path, list[Path]] = {}  # the run directories behind each compared entry
     if args.per_user is not None:
         methods = list(dict.fromkeys(str(run) for run in args.runs))
-        args.runs = [args.per_user / "runs" / f"{method}-s{args.seed}" for method in methods]
-        rows = {run: load_per_user(args.per_user, method, args.seed) for run, method in zip(args.runs, methods)}
+        args.runs = [args.per_user / "runs" / (f"{method}-s{args.seed[0]}" if len(args.seed) == 1 else method)
+                     for method in methods]
+        rows = {}
+        for run, method in zip(args.runs, methods):
+            per_seed = [load_per_user(args.per_user, method, seed) for seed in args.seed]
+            rows[run] = {stage: {name: np.concatenate([seed_rows[stage][name] for seed_rows in per_seed])
+                                 for name in per_seed[0][stage]} for stage in per_seed[0]}
+            seed_runs[run] = [args.per_user / "runs" / f"{method}-s{seed}" for seed in args.seed]
     else:
         rows = {run: test_rows(run) for run in args.runs}
+        seed_runs = {run: [run] for run in args.runs}
     reference = args.runs[0]
     record: dict[str, object] = {"command": "python benchmarks/interim_compare.py " + " ".join(sys.argv[1:]),
                                  "metric": METRIC, "reference": str(reference), "runs": {}}
@@ -84,7 +94,9 @@ def main() -> int:
                 entry[label] = {"relative": float(values.mean() / base.mean() - 1.0), "wilcoxon_p": wilcoxon,
                                 "ttest_p": t_test}
             stages[stage] = entry
-        record["runs"][str(run)] = {**progress(run), "test": stages}  # type: ignore[index]
+        runs = seed_runs[run]
+        training = progress(runs[0]) if len(runs) == 1 else {"seeds": {path.name: progress(path) for path in runs}}
+        record["runs"][str(run)] = {**training, "test": stages}  # type: ignore[index]
     atomic_write_json(args.out, record)
     print(json.dumps(record, indent=1))
     return 0
