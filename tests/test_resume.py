@@ -49,6 +49,9 @@ SCHEMES: dict[str, tuple[str, str, int]] = {
                                   "evaluate", 3),
     "independent-din-own-generator": ("ranker: {name: din, embedding_dim: 8}\nscheme: {name: independent}\n",
                                       "_save_checkpoint", 4),
+    # eval.select stages: stopped before the last validation, the one of the combined pair after the final epoch
+    "corr-din-stages": ("ranker: {name: din, embedding_dim: 8}\nscheme: {name: corr}\neval: {select: stages}\n",
+                        "evaluate", 5),
 }
 
 
@@ -128,7 +131,9 @@ def assert_identical(a: Any, b: Any, where: str = "") -> None:
 def assert_same_run(full: Path, resumed: Path) -> None:
     """metrics.jsonl (no epoch twice), report, best.pt and the final checkpoint equal those of `full`."""
     lines = metrics(resumed)
-    assert [line["epoch"] for line in lines] == list(range(1, len(lines) + 1)), "an epoch logged twice or missing"
+    epochs = [line["epoch"] for line in lines if "selected" not in line]  # stages: one last 'selected' line
+    assert epochs == list(range(1, len(epochs) + 1)), "an epoch logged twice or missing"
+    assert len(lines) - len(epochs) == ("selected" in lines[-1]), "a 'selected' line twice or not last"
     assert lines == metrics(full)
     assert without_timing(json.loads((resumed / "report.json").read_text())) == \
         without_timing(json.loads((full / "report.json").read_text()))
