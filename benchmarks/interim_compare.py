@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from tandem.experiments.runner import per_row_metrics, stage_functions
-from tandem.experiments.tables import load_per_user, paired_test
+from tandem.experiments.tables import load_per_user, paired_test, pooled
 from tandem.run import load_run
 from tandem.utils import atomic_write_json
 
@@ -69,9 +69,8 @@ def main() -> int:
                      for method in methods]
         rows = {}
         for run, method in zip(args.runs, methods):
-            per_seed = [load_per_user(args.per_user, method, seed) for seed in args.seed]
-            rows[run] = {stage: {name: np.concatenate([seed_rows[stage][name] for seed_rows in per_seed])
-                                 for name in per_seed[0][stage]} for stage in per_seed[0]}
+            stages = load_per_user(args.per_user, method, args.seed[0])
+            rows[run] = {stage: {METRIC: pooled(args.per_user, method, stage, args.seed, METRIC)} for stage in stages}
             seed_runs[run] = [args.per_user / "runs" / f"{method}-s{seed}" for seed in args.seed]
     else:
         rows = {run: test_rows(run) for run in args.runs}
