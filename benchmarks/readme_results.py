@@ -23,7 +23,10 @@ def section() -> str:
         summary = table.with_name("summary.md")  # a post-hoc analysis of the runs (its script names itself)
         extra = f"\n{summary.read_text().strip()}\n" if summary.is_file() else ""
         if not table.is_file():
-            parts.append(f"### {spec.stem}\n\nNot run yet: `tandem experiment experiments/{spec.name}`.\n{extra}")
+            status = (f"The spec itself (`tandem experiment experiments/{spec.name}`, which retrains every method) "
+                      "was not run; the analysis below measures the same thing on runs of another spec."
+                      if extra else f"Not run yet: `tandem experiment experiments/{spec.name}`.")
+            parts.append(f"### {spec.stem}\n\n{status}\n{extra}")
             continue
         body = table.read_text().split("\n", 1)[1].strip()  # drop the table's own title
         body = re.sub(r"^#", "###", body, flags=re.M)
