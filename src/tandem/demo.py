@@ -8,8 +8,8 @@ negatives, sampled KL; Algorithm 1), then print side by side on the test set:
   validation; weight 0 is the retriever's order).
 
 and says in plain words whether cooperation paid off. Each run trains to early stopping on validation, capped at
-`--epochs` (default 2) so the demo stays within five minutes on two CPU cores (3 epochs took 329 s: SASRec
-16 s/epoch, CoRR 90 s/epoch); the converged tables are in
+`--epochs` (default 2) so the demo stays within five minutes on two CPU cores (`python benchmarks/demo_run.py`
+measures it: benchmarks/results/demo.json); the converged tables are in
 `benchmarks/results/` (`tandem experiment experiments/...`).
 """
 from __future__ import annotations
