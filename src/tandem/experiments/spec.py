@@ -15,12 +15,19 @@ methods:
 published:                        # optional, x 1e-2 as the papers print them
   corr: {recall@10: 18.46, ndcg@10: 9.83, mrr@10: 7.25}
 plot: {kind: cutoff_sweep, metric: ndcg@10}   # optional: a figure of the pipeline against the retrieval cutoff
+claims:                           # optional: the paper's findings, each checked against the runs in table.md
+  - {method: corr, over: independent, margin: 0.10}   # corr's final stage above independent's by >= 10 %
+  - {method: corr, over: independent, stage: retriever}   # the two retrievers
 ```
 
 Config and reuse paths are relative to the spec file. `reuse` names the same run in another experiment's output:
 when that run is finished, its config equals this method's key by key (execution keys aside) and its data
 fingerprint matches, it is copied instead of trained again. Every key is checked; a mistake is a TandemError that
 names it.
+
+A claim compares the key metric (the first ndcg@ of `metrics`) per user, paired and pooled over the seeds both
+methods ran: each method's final stage (pipeline, or retriever for a retriever alone), or the `stage` named for
+both. `margin` is the relative gain the paper's finding needs (default 0: only its sign).
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ from typing import Any
 from tandem.errors import TandemError
 
 PLOT_KINDS = ("cutoff_sweep", "bar")
+CLAIM_STAGES = ("retriever", "pipeline")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 """A spec or method name: it becomes a file and folder name under the output directory, so no separators."""
 
@@ -67,6 +75,15 @@ class Reuse:
 
 
 @dataclass
+class Claim:
+    """A finding of the paper: `method` beats `over` on the key metric by at least `margin` (relative)."""
+    method: str
+    over: str
+    margin: float = 0.0
+    stage: str | None = None  # compare this stage of both; None: each method's final stage
+
+
+@dataclass
 class ExperimentSpec:
     name: str
     methods: list[Method]
@@ -78,6 +95,7 @@ class ExperimentSpec:
     published_scale: float = 0.01
     description: str = ""
     plot: dict[str, Any] | None = None
+    claims: list[Claim] = field(default_factory=list)
 
 
 def _string_list(value: Any, key: str) -> list[str]:
@@ -104,6 +122,33 @@ def _reuse(value: Any, path: Path, name: str) -> Reuse | None:
     return Reuse(directory, value["method"])
 
 
+def _claims(value: Any, path: Path, names: list[str]) -> list[Claim]:
+    """The spec's `claims`: each {method, over, margin?, stage?} naming two of its methods."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TandemError(f"experiment spec {path}: 'claims' must be a list of {{method, over, margin, stage}}")
+    claims = []
+    for index, entry in enumerate(value):
+        where = f"experiment spec {path}: claims[{index}]"
+        if not isinstance(entry, dict) or not {"method", "over"} <= set(entry) or set(entry) - {
+                "method", "over", "margin", "stage"}:
+            raise TandemError(f"{where} must be {{method: NAME, over: NAME}} with optional 'margin' and 'stage'")
+        for key in ("method", "over"):
+            if entry[key] not in names:
+                raise TandemError(f"{where}: {key} {entry[key]!r} is not one of the methods {names}")
+        if entry["method"] == entry["over"]:
+            raise TandemError(f"{where}: a method cannot be claimed to beat itself ({entry['method']!r})")
+        margin = _number(entry.get("margin", 0.0), path, f"claims[{index}].margin")
+        if not 0.0 <= margin < 10.0:
+            raise TandemError(f"{where}: margin must be a relative gain in [0, 10), got {margin}")
+        stage = entry.get("stage")
+        if stage is not None and stage not in CLAIM_STAGES:
+            raise TandemError(f"{where}: stage must be one of {list(CLAIM_STAGES)}, got {stage!r}")
+        claims.append(Claim(str(entry["method"]), str(entry["over"]), margin, stage))
+    return claims
+
+
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and check a spec file."""
     from tandem.config import read_yaml_file
@@ -113,7 +158,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     if not isinstance(raw, dict):
         raise TandemError(f"experiment spec {path} must be a mapping")
     allowed = {"name", "description", "seeds", "reference", "metrics", "overrides", "methods", "published",
-               "published_scale", "plot"}
+               "published_scale", "plot", "claims"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise TandemError(f"experiment spec {path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -169,4 +214,5 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         published_scale=scale,
         description=str(raw.get("description", "")),
         plot=plot,
+        claims=_claims(raw.get("claims"), path, names),
     )

@@ -8,16 +8,18 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from tandem.experiments.spec import ExperimentSpec
+from tandem.experiments.spec import Claim, ExperimentSpec
 from tandem.utils import atomic_write_bytes
 
 STAGE_ORDER = ("pipeline", "pipeline_ranker_only", "retriever")
+ALPHA = 0.05  # a claim's gain counts as significant when the Wilcoxon p-value is below this
 
 
 def finished_runs(spec: ExperimentSpec, out: Path) -> dict[str, dict[int, dict[str, Any]]]:
@@ -72,6 +74,33 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def pooled(out: Path, method: str, stage: str, seeds: list[int], metric: str) -> np.ndarray:
     return np.concatenate([load_per_user(out, method, seed)[stage][metric] for seed in seeds])
+
+
+@dataclass
+class Comparison:
+    """Method a against method b per user: relative change of the means (None when b's mean is 0), its 95 %
+    interval (the paired t interval of the mean difference over b's mean), and (Wilcoxon p, paired t-test p)."""
+    change: float | None
+    interval: tuple[float, float] | None
+    p_values: tuple[float, float]
+
+
+def compare(out: Path, a: tuple[str, str], b: tuple[str, str], seeds: list[int], metric: str) -> Comparison:
+    """(method, stage) `a` against `b` on `metric`, per user and pooled over `seeds`."""
+    first = pooled(out, a[0], a[1], seeds, metric)
+    second = pooled(out, b[0], b[1], seeds, metric)
+    base = float(second.mean())
+    if base <= 0:
+        return Comparison(None, None, paired_test(first, second))
+    difference = first - second
+    half = (float(stats.t.ppf(0.975, difference.size - 1) * difference.std(ddof=1) / math.sqrt(difference.size))
+            if difference.size > 1 else math.inf)
+    mean = float(difference.mean())
+    return Comparison(mean / base, ((mean - half) / base, (mean + half) / base), paired_test(first, second))
+
+
+def _change(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:+.1f} %"
 
 
 def _mean_std(values: list[float], scale: float) -> str:
@@ -129,22 +158,87 @@ def markdown(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str
             elif common and stage == "retriever" and "retriever" in stages_of(reference_runs[common[0]]["test"]):
                 ref_stage = "retriever"  # a two-stage method's retriever against the reference's retriever
             if ref_stage is not None:
-                a = pooled(out, method.name, stage, common, key)
-                b = pooled(out, str(reference), ref_stage, common, key)
-                delta_ref = f"{100 * (a.mean() / b.mean() - 1):+.1f} %" if b.mean() > 0 else ""
-                p_ref = " / ".join(_p(p) for p in paired_test(a, b))
+                found = compare(out, (method.name, stage), (str(reference), ref_stage), common, key)
+                delta_ref, p_ref = _change(found.change), " / ".join(_p(p) for p in found.p_values)
             if stage != "retriever" and "retriever" in present:
-                a = pooled(out, method.name, stage, seeds, key)
-                b = pooled(out, method.name, "retriever", seeds, key)
-                delta_own = f"{100 * (a.mean() / b.mean() - 1):+.1f} %" if b.mean() > 0 else ""
-                p_own = " / ".join(_p(p) for p in paired_test(a, b))
+                found = compare(out, (method.name, stage), (method.name, "retriever"), seeds, key)
+                delta_own, p_own = _change(found.change), " / ".join(_p(p) for p in found.p_values)
             epochs = ", ".join(f"{by_seed[s]['epochs_run']} ({by_seed[s]['best_epoch']})" for s in seeds)
             cells += [delta_ref, p_ref, delta_own, p_own, epochs if stage == present[0] else ""]
             lines.append("| " + " | ".join(cells) + " |")
     missing = [m.name for m in spec.methods if m.name not in runs]
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)}."]
+    if spec.claims:
+        lines += ["", *claims_section(spec, out, runs, key)]
     return "\n".join(lines) + "\n"
+
+
+def verdict(found: Comparison, margin: float, published: float | None) -> str:
+    """Whether a measured comparison reproduces a claimed gain of at least `margin` (and the published gain, where
+    known): the gain must reach the margin and be significant (Wilcoxon p < ALPHA), and the published gain must not
+    lie above its 95 % interval; otherwise say which part failed."""
+    change = found.change
+    if change is None or found.interval is None:
+        return "undefined (the reference scores 0)"
+    significant = found.p_values[0] < ALPHA
+    if change > 0 and change >= margin and significant:
+        if published is not None and published > found.interval[1]:
+            return "**reproduces in direction**: significant, smaller than published (outside the 95 % interval)"
+        return "**reproduces**"
+    if change > 0 and significant:
+        return f"direction only: significant, below the claimed {100 * margin:.0f} %"
+    if change > 0:
+        return "direction only: not significant"
+    if significant:
+        return "**does not reproduce**: significantly the other way"
+    return "**does not reproduce**: no gain"
+
+
+def _interval(found: Comparison) -> str:
+    if found.interval is None:
+        return ""
+    return "[" + ", ".join("" if math.isinf(v) else f"{100 * v:+.1f}" for v in found.interval) + "] %"
+
+
+def claim_text(claim: Claim) -> str:
+    stage = f" ({claim.stage}s)" if claim.stage else ""
+    margin = f" by ≥ {100 * claim.margin:.0f} %" if claim.margin else ""
+    return f"`{claim.method}` > `{claim.over}`{stage}{margin}"
+
+
+def claims_section(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str, Any]]],
+                   key: str) -> list[str]:
+    """The paper's findings (the spec's claims) against the runs: measured change, p-values and a verdict."""
+    lines = ["## The paper's findings, checked", "",
+             f"Each claim compares `{key}` per user, paired and pooled over the seeds both methods ran (each method's "
+             f"final stage unless a stage is named); it **reproduces** when the gain reaches the claimed margin, the "
+             f"Wilcoxon p < {ALPHA:g}, and the published gain (from the published figures, where the spec has both) "
+             f"is not above the 95 % interval of the measured one (paired t interval of the mean difference, over the "
+             f"reference's mean).", "",
+             "| claim | published Δ | measured Δ | 95 % interval | p (W / t) | seeds | verdict |", "|" + " --- |" * 7]
+    for claim in spec.claims:
+        figures = spec.published.get(claim.method, {}).get(key), spec.published.get(claim.over, {}).get(key)
+        published = (figures[0] / figures[1] - 1 if claim.stage is None and None not in figures and figures[1]
+                     else None)
+        first, second = runs.get(claim.method, {}), runs.get(claim.over, {})
+        seeds = sorted(set(first) & set(second))
+        cells = [claim_text(claim), _change(published)]
+        if not seeds:
+            lines.append("| " + " | ".join([*cells, "", "", "", "0", "not run yet"]) + " |")
+            continue
+        stages = (claim.stage or final_stage(first[seeds[0]]), claim.stage or final_stage(second[seeds[0]]))
+        lacking = [name for name, by_seed, stage in ((claim.method, first, stages[0]), (claim.over, second, stages[1]))
+                   if stage not in stages_of(by_seed[seeds[0]]["test"])]
+        if lacking:
+            lines.append("| " + " | ".join([*cells, "", "", "", str(len(seeds)),
+                                            f"undefined: `{lacking[0]}` has no {claim.stage} stage"]) + " |")
+            continue
+        found = compare(out, (claim.method, stages[0]), (claim.over, stages[1]), seeds, key)
+        cells += [_change(found.change), _interval(found), " / ".join(_p(p) for p in found.p_values), str(len(seeds)),
+                  verdict(found, claim.margin, published)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_figure(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str, Any]]]) -> Path | None:
