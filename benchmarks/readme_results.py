@@ -13,12 +13,39 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- experiments:begin -->", "<!-- experiments:end -->"
+CLAIMS_TITLE = "## The paper's findings, checked"  # the section tables.claims_section ends a table.md with
+
+
+def claim_rows(table: str) -> list[list[str]]:
+    """The rows (cells) of a table.md's claims section: claim, published Δ, measured Δ, interval, p, seeds, verdict."""
+    if CLAIMS_TITLE not in table:
+        return []
+    lines = table.split(CLAIMS_TITLE, 1)[1].splitlines()
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines if line.startswith("| `")]
+
+
+def findings_at_a_glance(specs: list[Path]) -> str:
+    """One table of every spec's claims and verdicts, so the reproduction's state reads in one place."""
+    rows = []
+    for spec in specs:
+        table = ROOT / "benchmarks" / "results" / spec.stem / "table.md"
+        if table.is_file():
+            rows += [f"| {spec.stem} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[4]} | {cells[6]} |"
+                     for cells in claim_rows(table.read_text())]
+    if not rows:
+        return ""
+    return "\n".join(["### The papers' findings at a glance", "",
+                      "Every claim of every spec (details, intervals and t-test p-values in each table below).", "",
+                      "| spec | claim | published Δ | measured Δ | p (W / t) | verdict |", "|" + " --- |" * 6,
+                      *rows, ""])
 
 
 def section() -> str:
     """The generated Markdown: one subsection per experiment spec that has a table."""
-    parts = []
-    for spec in sorted((ROOT / "experiments").glob("*.yaml")):
+    specs = sorted((ROOT / "experiments").glob("*.yaml"))
+    glance = findings_at_a_glance(specs)
+    parts = [glance] if glance else []
+    for spec in specs:
         table = ROOT / "benchmarks" / "results" / spec.stem / "table.md"
         summary = table.with_name("summary.md")  # a post-hoc analysis of the runs (its script names itself)
         extra = f"\n{summary.read_text().strip()}\n" if summary.is_file() else ""
