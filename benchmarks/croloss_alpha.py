@@ -2,7 +2,7 @@
 
 Reads the finished runs of `tandem experiment experiments/seed002-alpha.yaml` (test Recall@N per user of every
 alpha), and for each cutoff N reports the mean Recall@N per alpha, the alpha that wins, the Spearman correlation
-between alpha and Recall@N over the alphas, and a per-user paired test (Wilcoxon / paired t, pooled seeds) between
+between alpha and Recall@N over the alphas, and a per-user paired test (Wilcoxon / paired t, each user averaged over the seeds) between
 the largest and the smallest alpha. Draws Recall@N relative to alpha = 1.0 against alpha, one line per N (the
 paper's Figure 4 plotted as a ratio, so that the cutoffs share one axis). Usage:
     python benchmarks/croloss_alpha.py [benchmarks/results/seed002-alpha]
@@ -21,7 +21,7 @@ from scipy import stats
 
 from tandem.experiments.plots import sweep_plot
 from tandem.experiments.spec import load_spec
-from tandem.experiments.tables import finished_runs, paired_test, pooled
+from tandem.experiments.tables import finished_runs, paired_test, seed_averaged
 
 HERE = Path(os.path.dirname(os.path.abspath(__file__)))
 SPEC = HERE.parent / "experiments" / "seed002-alpha.yaml"
@@ -51,7 +51,7 @@ def main() -> int:
     ratios: dict[str, list[float]] = {}
     for n in cutoffs:
         metric = f"recall@{n}"
-        per_user = {m: pooled(out, m, "retriever", seeds, metric) for m in methods}
+        per_user = {m: seed_averaged(out, m, "retriever", seeds, metric) for m in methods}
         means = [float(per_user[m].mean()) for m in methods]
         rho = float(stats.spearmanr(alphas, means).statistic) if len(set(means)) > 1 else 0.0
         wilcoxon, t_test = paired_test(per_user[methods[-1]], per_user[methods[0]])

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tandem.utils import atomic_write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "demo.json"
 METRICS = ("recall@10", "ndcg@10", "mrr@10")
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - started
         if done.returncode != 0:
-            print(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "demo failed", file=sys.stderr)
+            sys.stderr.write(done.stderr or "demo_run: the demo failed without a message\n")
             return 1
         runs = {name: run_summary(json.loads((Path(tmp) / name / "report.json").read_text()))
                 for name in ("sasrec", "corr")}
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average_1min_after": os.getloadavg()[0]},
     }
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_json(OUT, result)
     print(f"demo: {wall:.0f} s in all; written to {OUT.relative_to(ROOT)}")
     return 0
 

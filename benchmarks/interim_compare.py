@@ -9,7 +9,7 @@ these are interim figures, not converged ones.
 Usage: python benchmarks/interim_compare.py --out FILE.json REFERENCE_RUN_DIR RUN_DIR [RUN_DIR ...]
        python benchmarks/interim_compare.py --out FILE.json --per-user SPEC_OUT --seed S [S ...] REFERENCE METHOD [...]
 The second form compares finished runs of an experiment from their committed per-user files (no weights needed);
-with several seeds the users of every seed are pooled (paired per seed), as the experiment tables pool them.
+with several seeds each user's value is averaged over the seeds first, as the experiment tables do.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from tandem.experiments.runner import per_row_metrics, stage_functions
-from tandem.experiments.tables import load_per_user, paired_test, pooled
+from tandem.experiments.tables import load_per_user, paired_test, seed_averaged
 from tandem.run import load_run
 from tandem.utils import atomic_write_json
 
@@ -58,7 +58,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--per-user", type=Path, help="an experiment's output directory: RUNS are its method names")
     parser.add_argument("--seed", type=int, nargs="+", default=[2023],
-                        help="with --per-user: the seed(s) of the runs, pooled")
+                        help="with --per-user: the seed(s) of the runs, each user averaged over them")
     parser.add_argument("runs", type=Path, nargs="+", help="the reference run first")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -70,7 +70,8 @@ def main() -> int:
         rows = {}
         for run, method in zip(args.runs, methods):
             stages = load_per_user(args.per_user, method, args.seed[0])
-            rows[run] = {stage: {METRIC: pooled(args.per_user, method, stage, args.seed, METRIC)} for stage in stages}
+            rows[run] = {stage: {METRIC: seed_averaged(args.per_user, method, stage, args.seed, METRIC)}
+                         for stage in stages}
             seed_runs[run] = [args.per_user / "runs" / f"{method}-s{seed}" for seed in args.seed]
     else:
         rows = {run: test_rows(run) for run in args.runs}

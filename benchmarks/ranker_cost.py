@@ -3,9 +3,11 @@ counter) and seconds of forward + backward, and what that makes an epoch of rank
 
 Each ranker is built as seed000-table3 builds it (the Independent config of its task, the spec's overrides), and
 scores a slice of one shuffled training batch: `--rows` rows x 21 candidates (the positive and 20 negatives). FLOPs
-and seconds grow linearly with the rows (every (row, candidate) pair is scored alike), so the per-row figures are
-scaled to the training batch of 512 and to the epoch's number of batches; the scaling is written beside the
-measurement. This is the evidence behind seed000-table3's note that the Caser + BST rows need a GPU.
+grow linearly with the rows (every (row, candidate) pair is scored alike), so they are scaled to the config's
+training batch and to the epoch's number of batches; seconds are scaled alike, which overstates them a little for
+the small models (a call's fixed overhead is scaled too). torch's FLOP counter counts matrix products and
+attention, not elementwise work. This is the evidence behind seed000-table3's note that the Caser + BST rows need a
+GPU.
 
 Writes benchmarks/results/ranker_cost.json. Usage: python benchmarks/ranker_cost.py [--rows 32] [--repeats 3]
 """
@@ -30,8 +32,6 @@ from tandem.utils import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "ranker_cost.json"
-TRAIN_BATCH = 512
-NEGATIVES = 20
 # label: (config, overrides) as experiments/seed000-table3.yaml trains each pair (DCN also at its own paper size)
 RANKERS = {
     "deepfm (mf-deepfm)": ("ml100k-general-independent.yaml", []),
@@ -44,13 +44,14 @@ RANKERS = {
 
 
 def measure(config_name: str, overrides: list[str], rows: int, repeats: int) -> dict[str, float]:
-    """FLOPs and median seconds of the ranker's forward + backward on `rows` rows x (1 + NEGATIVES) candidates."""
+    """FLOPs and median seconds of the ranker's forward + backward on `rows` rows x (1 + negatives) candidates."""
     config = load_config(ROOT / "configs" / config_name, [*overrides, "train.progress=false"])
     prepared = prepare(config)
     ranker = build_scheme(config, prepared).ranker.train()
     batch = next(iterate_batches(prepared.split.train.tensors, rows, shuffle=True,
                                  generator=torch.Generator().manual_seed(0)))
-    negatives = torch.randint(1, ranker.num_items + 1, (rows, NEGATIVES), generator=torch.Generator().manual_seed(1))
+    negatives = torch.randint(1, ranker.num_items + 1, (rows, config.train.num_negatives),
+                              generator=torch.Generator().manual_seed(1))
     items = torch.cat([batch["item"].unsqueeze(1), negatives], dim=1)
 
     def step() -> None:
@@ -65,10 +66,11 @@ def measure(config_name: str, overrides: list[str], rows: int, repeats: int) -> 
         started = time.perf_counter()
         step()
         seconds.append(time.perf_counter() - started)
-    batches = math.ceil(len(prepared.split.train) / TRAIN_BATCH)
-    scale = TRAIN_BATCH / rows
+    batches = math.ceil(len(prepared.split.train) / config.train.batch_size)
+    scale = config.train.batch_size / rows
     median = statistics.median(seconds)
-    return {"rows_measured": rows, "flops_measured": counter.get_total_flops(), "seconds_measured": median,
+    return {"rows_measured": rows, "candidates": items.shape[1], "training_batch": config.train.batch_size,
+            "flops_measured": counter.get_total_flops(), "seconds_measured": median,
             "parameters": sum(p.numel() for p in ranker.parameters()),
             "tflop_per_training_batch": counter.get_total_flops() * scale / 1e12,
             "seconds_per_training_batch": median * scale, "training_batches_per_epoch": batches,
@@ -77,7 +79,7 @@ def measure(config_name: str, overrides: list[str], rows: int, repeats: int) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=32, help="rows of the measured slice (default 32)")
+    parser.add_argument("--rows", type=int, default=128, help="rows of the measured slice (default 128)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats, median kept (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
@@ -92,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: {row['tflop_per_training_batch']:.3f} TFLOP and {row['seconds_per_training_batch']:.1f} s "
               f"per training batch, ~{row['cpu_minutes_per_epoch']:.0f} CPU-min per epoch", flush=True)
     atomic_write_json(OUT, {
-        "what": f"each Table 3 ranker's forward + backward on {args.rows} training rows x {1 + NEGATIVES} "
-                f"candidates (FLOPs by torch.utils.flop_counter, median seconds of {args.repeats}); per training "
-                f"batch and per epoch = scaled linearly by {TRAIN_BATCH} / rows and by the epoch's batches "
-                "(the ranker's share of an epoch only: no retriever, sampler or evaluation)",
+        "what": f"each Table 3 ranker's forward + backward on {args.rows} training rows x (1 + the config's "
+                f"negatives) candidates (FLOPs by torch.utils.flop_counter: matrix products and attention, not "
+                f"elementwise work; median seconds of {args.repeats}); per training batch and per epoch = scaled "
+                "linearly by the config's batch size / rows and by the epoch's batches (the ranker's share of an "
+                "epoch only: no retriever, sampler or evaluation)",
         "command": f"python benchmarks/ranker_cost.py --rows {args.rows} --repeats {args.repeats} --threads {args.threads}",
         "rankers": results,
         "machine": {"torch_threads": args.threads, "cpus": os.cpu_count(), "platform": platform.platform(),

@@ -11,9 +11,10 @@ import re
 import sys
 from pathlib import Path
 
+from tandem.experiments.tables import CLAIMS_TITLE
+
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- experiments:begin -->", "<!-- experiments:end -->"
-CLAIMS_TITLE = "## The paper's findings, checked"  # the section tables.claims_section ends a table.md with
 
 
 def claim_rows(table: str) -> list[list[str]]:

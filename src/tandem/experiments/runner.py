@@ -80,6 +80,13 @@ def read_per_user(path: Path) -> dict[str, dict[str, np.ndarray]]:
             for stage, part in frame.groupby("stage", sort=False)}
 
 
+def read_per_user_users(path: Path) -> np.ndarray:
+    """The user of each test row of a per-user CSV, in row order."""
+    frame = pd.read_csv(path, usecols=["row", "user", "stage"])
+    first = frame[frame["stage"] == frame["stage"].iloc[0]]
+    return first.sort_values("row")["user"].to_numpy(dtype=np.int64)
+
+
 # keys that say how a run executes, not what it trains: a reused run may differ in them
 EXECUTION_KEYS = ("train.threads", "train.progress", "train.eval_batch_size", "train.checkpoint_every",
                   "train.keep_checkpoint")

@@ -25,9 +25,9 @@ when that run is finished, its config equals this method's key by key (execution
 fingerprint matches, it is copied instead of trained again. Every key is checked; a mistake is a TandemError that
 names it.
 
-A claim compares the key metric (the first ndcg@ of `metrics`) per user, paired and pooled over the seeds both
-methods ran: each method's final stage (pipeline, or retriever for a retriever alone), or the `stage` named for
-both. `margin` is the relative gain the paper's finding needs (default 0: only its sign).
+A claim compares the key metric (the first NDCG of `metrics`, else its first metric) per user, paired, each
+user's value averaged over the seeds both methods ran: each method's final stage (pipeline, or retriever for a
+retriever alone), or the `stage` named for both. `margin` is the relative gain the paper's finding needs (default 0: only its sign).
 """
 from __future__ import annotations
 

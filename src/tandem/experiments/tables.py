@@ -1,7 +1,9 @@
 """From an experiment directory's finished runs to results.csv, runs.csv, table.md and a figure.
 
-Significance: per-user paired tests between two methods on the test rows, pooled over the seeds both have run
-(the same seed gives the same evaluation rows), with scipy's Wilcoxon signed-rank test and paired t-test.
+Significance: per-user paired tests between two methods on the test rows, with scipy's Wilcoxon signed-rank test
+and paired t-test. With several seeds each user's value is first averaged over the seeds both methods ran (the
+splits are the same for every seed, so row i is the same user in each): the seeds' rows of one user are not
+independent observations, and pooling them as if they were would overstate significance.
 """
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from tandem.errors import TandemError
 from tandem.experiments.spec import Claim, ExperimentSpec
 from tandem.utils import atomic_write_bytes
 
 STAGE_ORDER = ("pipeline", "pipeline_ranker_only", "retriever")
-ALPHA = 0.05  # a claim's gain counts as significant when the Wilcoxon p-value is below this
+ALPHA = 0.05  # a claim's change is significant at this two-sided level (one-sided p < ALPHA / 2, its direction)
+CLAIMS_TITLE = "## The paper's findings, checked"  # the section a table.md with claims ends with
 
 
 def finished_runs(spec: ExperimentSpec, out: Path) -> dict[str, dict[int, dict[str, Any]]]:
@@ -72,31 +76,53 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return wilcoxon, (1.0 if math.isnan(t_test) else t_test)
 
 
-def pooled(out: Path, method: str, stage: str, seeds: list[int], metric: str) -> np.ndarray:
-    return np.concatenate([load_per_user(out, method, seed)[stage][metric] for seed in seeds])
+def seed_averaged(out: Path, method: str, stage: str, seeds: list[int], metric: str) -> np.ndarray:
+    """Each test row's `metric` averaged over `seeds` (one value per user). Seeds whose rows are other users (a
+    split that depends on the seed) cannot be averaged row by row: a TandemError says so."""
+    from tandem.experiments.runner import read_per_user_users
+
+    values = [load_per_user(out, method, seed)[stage][metric] for seed in seeds]
+    users = [read_per_user_users(out / "per_user" / f"{method}-s{seed}.csv") for seed in seeds[1:]]
+    first = read_per_user_users(out / "per_user" / f"{method}-s{seeds[0]}.csv") if users else None
+    if any(other.shape != first.shape or np.any(other != first) for other in users):
+        raise TandemError(f"{out}: the runs of {method!r} for seeds {seeds} evaluate different users row by row; "
+                          "their per-user values cannot be averaged over seeds")
+    return np.mean(values, axis=0)
 
 
 @dataclass
 class Comparison:
-    """Method a against method b per user: relative change of the means (None when b's mean is 0), its 95 %
-    interval (the paired t interval of the mean difference over b's mean), and (Wilcoxon p, paired t-test p)."""
+    """Method a against method b per user: relative change of the means (None unless b's mean is positive), its
+    95 % interval (the paired t interval of the mean difference over b's mean; None with fewer than 2 users),
+    (Wilcoxon p, paired t-test p), both two-sided, and the one-sided Wilcoxon p-values (a above b, a below b)."""
     change: float | None
     interval: tuple[float, float] | None
     p_values: tuple[float, float]
+    one_sided: tuple[float, float]
+
+
+def one_sided_wilcoxon(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(p that a lies above b, p that a lies below b), Wilcoxon signed-rank; 1.0 each when nothing differs."""
+    if a.size < 2 or not np.any(a != b):
+        return 1.0, 1.0
+    return (float(stats.wilcoxon(a, b, alternative="greater").pvalue),
+            float(stats.wilcoxon(a, b, alternative="less").pvalue))
 
 
 def compare(out: Path, a: tuple[str, str], b: tuple[str, str], seeds: list[int], metric: str) -> Comparison:
-    """(method, stage) `a` against `b` on `metric`, per user and pooled over `seeds`."""
-    first = pooled(out, a[0], a[1], seeds, metric)
-    second = pooled(out, b[0], b[1], seeds, metric)
+    """(method, stage) `a` against `b` on `metric`, per user (averaged over `seeds`)."""
+    first = seed_averaged(out, a[0], a[1], seeds, metric)
+    second = seed_averaged(out, b[0], b[1], seeds, metric)
+    tests = paired_test(first, second), one_sided_wilcoxon(first, second)
     base = float(second.mean())
-    if base <= 0:
-        return Comparison(None, None, paired_test(first, second))
+    if not base > 0:
+        return Comparison(None, None, *tests)
     difference = first - second
-    half = (float(stats.t.ppf(0.975, difference.size - 1) * difference.std(ddof=1) / math.sqrt(difference.size))
-            if difference.size > 1 else math.inf)
     mean = float(difference.mean())
-    return Comparison(mean / base, ((mean - half) / base, (mean + half) / base), paired_test(first, second))
+    if difference.size < 2:
+        return Comparison(mean / base, None, *tests)
+    half = float(stats.t.ppf(0.975, difference.size - 1) * difference.std(ddof=1) / math.sqrt(difference.size))
+    return Comparison(mean / base, ((mean - half) / base, (mean + half) / base), *tests)
 
 
 def _change(value: float | None) -> str:
@@ -121,8 +147,8 @@ def markdown(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str
     if spec.description:
         lines += [spec.description, ""]
     lines += [
-        f"Test set, values ×{1 / scale:g} (mean ± std over seeds; n = seeds run). Δ and p compare `{key}` per user, paired "
-        f"and pooled over the seeds both methods have run (Wilcoxon signed-rank / paired t-test); a two-stage "
+        f"Test set, values ×{1 / scale:g} (mean ± std over seeds; n = seeds run). Δ and p compare `{key}` per user, paired, "
+        f"each user's value averaged over the seeds both methods have run (Wilcoxon signed-rank / paired t-test); a two-stage "
         f"method's retriever row against the reference's retriever."
         + (f" Reference: `{spec.reference}`." if spec.reference else "")
         + (" A method's own reference, where it names one: "
@@ -176,63 +202,70 @@ def markdown(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str
 
 def verdict(found: Comparison, margin: float, published: float | None) -> str:
     """Whether a measured comparison reproduces a claimed gain of at least `margin` (and the published gain, where
-    known): the gain must reach the margin and be significant (Wilcoxon p < ALPHA), and the published gain must not
-    lie above its 95 % interval; otherwise say which part failed."""
+    known). A change is significant when the one-sided Wilcoxon p in its direction is below ALPHA / 2 (the two-sided
+    test at ALPHA, with the users' shift in the mean's direction); a gain reproduces when it is also at least the
+    margin and the published gain is not above its 95 % interval."""
     change = found.change
-    if change is None or found.interval is None:
+    if change is None:
         return "undefined (the reference scores 0)"
-    significant = found.p_values[0] < ALPHA
-    if change > 0 and change >= margin and significant:
-        if published is not None and published > found.interval[1]:
-            return "**reproduces in direction**: significant, smaller than published (outside the 95 % interval)"
+    above, below = (p < ALPHA / 2 for p in found.one_sided)
+    if change > 0 and below or change <= 0 and above:
+        return "mixed: the mean and most users move in opposite directions"
+    if change > 0 and above:
+        if change < margin:
+            return f"direction only: significant, below the claimed {100 * margin:g} %"
+        if published is not None and found.interval is not None and published > found.interval[1]:
+            return "**reproduces, smaller than published** (outside the 95 % interval)"
         return "**reproduces**"
-    if change > 0 and significant:
-        return f"direction only: significant, below the claimed {100 * margin:.0f} %"
     if change > 0:
         return "direction only: not significant"
-    if significant:
+    if below:
         return "**does not reproduce**: significantly the other way"
     return "**does not reproduce**: no gain"
 
 
 def _interval(found: Comparison) -> str:
     if found.interval is None:
-        return ""
-    return "[" + ", ".join("" if math.isinf(v) else f"{100 * v:+.1f}" for v in found.interval) + "] %"
+        return "n/a"
+    return "[" + ", ".join(f"{100 * v:+.1f}" for v in found.interval) + "] %"
 
 
 def claim_text(claim: Claim) -> str:
     stage = f" ({claim.stage}s)" if claim.stage else ""
-    margin = f" by ≥ {100 * claim.margin:.0f} %" if claim.margin else ""
+    margin = f" by ≥ {100 * claim.margin:g} %" if claim.margin else ""
     return f"`{claim.method}` > `{claim.over}`{stage}{margin}"
 
 
 def claims_section(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str, Any]]],
                    key: str) -> list[str]:
     """The paper's findings (the spec's claims) against the runs: measured change, p-values and a verdict."""
-    lines = ["## The paper's findings, checked", "",
-             f"Each claim compares `{key}` per user, paired and pooled over the seeds both methods ran (each method's "
-             f"final stage unless a stage is named); it **reproduces** when the gain reaches the claimed margin, the "
-             f"Wilcoxon p < {ALPHA:g}, and the published gain (from the published figures, where the spec has both) "
-             f"is not above the 95 % interval of the measured one (paired t interval of the mean difference, over the "
+    lines = [CLAIMS_TITLE, "",
+             f"Each claim compares `{key}` per user, paired, averaged over the seeds both methods ran (each method's "
+             f"final stage unless a stage is named); it **reproduces** when the gain is significant (Wilcoxon p < "
+             f"{ALPHA:g}, two-sided, with most users moving the way the mean does), at least the claimed margin (the "
+             f"measured Δ itself), and the published gain (from the published figures, where the spec has both) is "
+             f"not above the 95 % interval of the measured one (paired t interval of the mean difference, over the "
              f"reference's mean).", "",
              "| claim | published Δ | measured Δ | 95 % interval | p (W / t) | seeds | verdict |", "|" + " --- |" * 7]
     for claim in spec.claims:
         figures = spec.published.get(claim.method, {}).get(key), spec.published.get(claim.over, {}).get(key)
-        published = (figures[0] / figures[1] - 1 if claim.stage is None and None not in figures and figures[1]
-                     else None)
+        published = (figures[0] / figures[1] - 1  # the published figures are the final stage's (the pipeline's)
+                     if claim.stage != "retriever" and None not in figures and figures[1] else None)
         first, second = runs.get(claim.method, {}), runs.get(claim.over, {})
         seeds = sorted(set(first) & set(second))
         cells = [claim_text(claim), _change(published)]
         if not seeds:
-            lines.append("| " + " | ".join([*cells, "", "", "", "0", "not run yet"]) + " |")
+            unrun = [name for name, by_seed in ((claim.method, first), (claim.over, second)) if not by_seed]
+            status = (f"not run yet: {', '.join(f'`{name}`' for name in unrun)}" if unrun else
+                      f"no seed in common (`{claim.method}` {sorted(first)}, `{claim.over}` {sorted(second)})")
+            lines.append("| " + " | ".join([*cells, "", "", "", "0", status]) + " |")
             continue
         stages = (claim.stage or final_stage(first[seeds[0]]), claim.stage or final_stage(second[seeds[0]]))
         lacking = [name for name, by_seed, stage in ((claim.method, first, stages[0]), (claim.over, second, stages[1]))
                    if stage not in stages_of(by_seed[seeds[0]]["test"])]
         if lacking:
-            lines.append("| " + " | ".join([*cells, "", "", "", str(len(seeds)),
-                                            f"undefined: `{lacking[0]}` has no {claim.stage} stage"]) + " |")
+            lines.append("| " + " | ".join([*cells, "", "", "", str(len(seeds)), "undefined: " + " and ".join(
+                f"`{name}`" for name in lacking) + f" without a {claim.stage} stage"]) + " |")
             continue
         found = compare(out, (claim.method, stages[0]), (claim.over, stages[1]), seeds, key)
         cells += [_change(found.change), _interval(found), " / ".join(_p(p) for p in found.p_values), str(len(seeds)),
