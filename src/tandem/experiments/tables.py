@@ -147,9 +147,9 @@ def markdown(spec: ExperimentSpec, out: Path, runs: dict[str, dict[int, dict[str
     if spec.description:
         lines += [spec.description, ""]
     lines += [
-        f"Test set, values ×{1 / scale:g} (mean ± std over seeds; n = seeds run). Δ and p compare `{key}` per user, paired, "
-        f"each user's value averaged over the seeds both methods have run (Wilcoxon signed-rank / paired t-test); a two-stage "
-        f"method's retriever row against the reference's retriever."
+        f"Test set, values ×{1 / scale:g} (mean ± std over seeds; n = seeds run). Δ and p compare `{key}` per "
+        f"user, paired, each user's value averaged over the seeds both methods have run (Wilcoxon signed-rank / "
+        f"paired t-test); a two-stage method's retriever row against the reference's retriever."
         + (f" Reference: `{spec.reference}`." if spec.reference else "")
         + (" A method's own reference, where it names one: "
            + ", ".join(f"`{m.name}` vs `{m.reference}`" for m in spec.methods if m.reference) + "."
