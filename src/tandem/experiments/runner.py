@@ -72,19 +72,18 @@ def write_per_user(path: Path, users: np.ndarray, stages: dict[str, dict[str, np
     atomic_write_bytes(path, text.encode())
 
 
-def read_per_user(path: Path) -> dict[str, dict[str, np.ndarray]]:
-    """{stage: {metric: values in row order}} from a per-user CSV."""
+def read_per_user_rows(path: Path) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """(the user of each test row, {stage: {metric: values}}), both in row order, from one read of a per-user CSV."""
     frame = pd.read_csv(path)
     metrics = [c for c in frame.columns if c not in ("row", "user", "stage")]
-    return {str(stage): {m: part.sort_values("row")[m].to_numpy(dtype=np.float64) for m in metrics}
-            for stage, part in frame.groupby("stage", sort=False)}
+    stages = {str(stage): part.sort_values("row") for stage, part in frame.groupby("stage", sort=False)}
+    users = next(iter(stages.values()))["user"].to_numpy(dtype=np.int64)
+    return users, {stage: {m: part[m].to_numpy(dtype=np.float64) for m in metrics} for stage, part in stages.items()}
 
 
-def read_per_user_users(path: Path) -> np.ndarray:
-    """The user of each test row of a per-user CSV, in row order."""
-    frame = pd.read_csv(path, usecols=["row", "user", "stage"])
-    first = frame[frame["stage"] == frame["stage"].iloc[0]]
-    return first.sort_values("row")["user"].to_numpy(dtype=np.int64)
+def read_per_user(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """{stage: {metric: values in row order}} from a per-user CSV."""
+    return read_per_user_rows(path)[1]
 
 
 # keys that say how a run executes, not what it trains: a reused run may differ in them

@@ -7,6 +7,7 @@ independent observations, and pooling them as if they were would overstate signi
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
@@ -60,10 +61,27 @@ def results_rows(runs: dict[str, dict[int, dict[str, Any]]]) -> list[tuple[str, 
     return rows
 
 
-def load_per_user(out: Path, method: str, seed: int) -> dict[str, dict[str, np.ndarray]]:
-    from tandem.experiments.runner import read_per_user
+@functools.lru_cache(maxsize=512)
+def _per_user_file(path: Path, stamp: tuple[int, int]) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """One read of a per-user CSV, kept while its (mtime, size) stamp is unchanged: a table compares each run with
+    several others, and a rewritten file (a run trained again) gets a new stamp."""
+    from tandem.experiments.runner import read_per_user_rows
 
-    return read_per_user(out / "per_user" / f"{method}-s{seed}.csv")
+    users, stages = read_per_user_rows(path)
+    for array in [users, *(values for metrics in stages.values() for values in metrics.values())]:
+        array.flags.writeable = False  # shared by every caller of the cache
+    return users, stages
+
+
+def load_per_user_rows(out: Path, method: str, seed: int) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """(users, {stage: {metric: values}}) of one run's per-user file, in row order."""
+    path = out / "per_user" / f"{method}-s{seed}.csv"
+    status = path.stat()
+    return _per_user_file(path, (status.st_mtime_ns, status.st_size))
+
+
+def load_per_user(out: Path, method: str, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    return load_per_user_rows(out, method, seed)[1]
 
 
 def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -79,14 +97,12 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def seed_averaged(out: Path, method: str, stage: str, seeds: list[int], metric: str) -> np.ndarray:
     """Each test row's `metric` averaged over `seeds` (one value per user). Seeds whose rows are other users (a
     split that depends on the seed) cannot be averaged row by row: a TandemError says so."""
-    from tandem.experiments.runner import read_per_user_users
-
-    values = [load_per_user(out, method, seed)[stage][metric] for seed in seeds]
-    users = [read_per_user_users(out / "per_user" / f"{method}-s{seed}.csv") for seed in seeds[1:]]
-    first = read_per_user_users(out / "per_user" / f"{method}-s{seeds[0]}.csv") if users else None
-    if any(other.shape != first.shape or np.any(other != first) for other in users):
+    rows = [load_per_user_rows(out, method, seed) for seed in seeds]
+    users = rows[0][0]
+    if any(other.shape != users.shape or np.any(other != users) for other, _ in rows[1:]):
         raise TandemError(f"{out}: the runs of {method!r} for seeds {seeds} evaluate different users row by row; "
                           "their per-user values cannot be averaged over seeds")
+    values = [stages[stage][metric] for _, stages in rows]
     return np.mean(values, axis=0)
 
 
