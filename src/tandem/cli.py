@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    from tandem.utils import flush_denormals
+
+    flush_denormals()  # before any torch thread pool starts: its threads inherit the mode, earlier ones do not
     try:
         return int(args.handler(args) or 0)
     except TandemError as error:

@@ -14,7 +14,7 @@ from tandem.config import Config, DataConfig
 from tandem.data.dataset import InteractionData, preprocess
 from tandem.data.splits import Split, split_general, split_sequential, without_known
 from tandem.errors import TandemError, first_line
-from tandem.utils import atomic_write_bytes, atomic_write_json, load_checkpoint, seed_everything
+from tandem.utils import atomic_write_bytes, atomic_write_json, flush_denormals, load_checkpoint, seed_everything
 
 
 def load_data(cfg: DataConfig, task: str = "sequential") -> InteractionData:
@@ -128,6 +128,7 @@ def train_run(config: Config, out_dir: str | Path | None, *, resume: bool = Fals
         raise TandemError("--resume continues a run and --overwrite replaces it: give one of them")
     topology = init_from_environment(config.train.device)
     seed_everything(config.seed)
+    flush_denormals()
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     path = Path(out_dir) if out_dir is not None else None

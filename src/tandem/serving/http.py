@@ -374,9 +374,12 @@ def create_app(recommender: Any, settings: ServeSettings | None = None) -> FastA
 
 
 def set_threads(threads: int) -> None:
-    """Threads per torch / FAISS call (process-wide)."""
+    """Threads per torch / FAISS call (process-wide), with denormals flushed (`tandem.utils.flush_denormals`)."""
     import torch
 
+    from tandem.utils import flush_denormals
+
+    flush_denormals()
     torch.set_num_threads(threads)
     try:
         import faiss
