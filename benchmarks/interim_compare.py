@@ -23,14 +23,16 @@ import torch
 
 from tandem.experiments.runner import per_row_metrics, stage_functions
 from tandem.experiments.tables import load_per_user, paired_test, seed_averaged
-from tandem.run import load_run
-from tandem.utils import atomic_write_json
+from tandem.run import load_run, read_run_config
+from tandem.training.trainer import CHECKPOINT, Trainer, TrainerSettings
+from tandem.utils import atomic_write_json, load_checkpoint
 
 METRIC = "ndcg@10"
 
 
 def progress(run: Path) -> dict[str, object]:
-    """Epochs run, the best epoch so far (by the validation metric the run stops on) and its validation figures."""
+    """Epochs run, the best epoch so far (by the validation metric the run stops on) and its validation figures;
+    for a run that keeps each model at its own best epoch (eval.select: stages), the retriever's best epoch too."""
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"valid"' in line]
     if not epochs:
         raise SystemExit(f"{run}: no finished epoch yet")
@@ -40,13 +42,23 @@ def progress(run: Path) -> dict[str, object]:
         return (valid["pipeline"] if "pipeline" in valid else valid)[METRIC]
 
     best = max(epochs, key=watched)
-    return {"epochs_run": len(epochs), "best_epoch_so_far": best["epoch"], "finished": (run / "report.json").is_file(),
-            "valid_curve": [round(watched(epoch), 5) for epoch in epochs]}
+    record = {"epochs_run": len(epochs), "best_epoch_so_far": best["epoch"],
+              "finished": (run / "report.json").is_file(), "valid_curve": [round(watched(e), 5) for e in epochs]}
+    if "pipeline" in epochs[0]["valid"] and read_run_config(run).eval.select == "stages":
+        record["retriever_best_epoch_so_far"] = max(epochs, key=lambda e: e["valid"]["retriever"][METRIC])["epoch"]
+    return record
 
 
 def test_rows(run: Path) -> dict[str, dict[str, np.ndarray]]:
-    """Per-user test metrics of every stage of the run's best checkpoint so far."""
+    """Per-user test metrics of every stage of the run's best checkpoint so far. An unfinished run with
+    eval.select 'stages' is evaluated as it will end: the retriever of its best retriever epoch so far under the
+    ranker of its best pipeline epoch so far (both from checkpoint.pt), that pair validated once (which re-chooses
+    what validation tunes, as the trainer does at the end), then tested."""
     config, prepared, scheme = load_run(run, allow_incomplete=True)
+    if config.eval.select == "stages" and not (run / "report.json").is_file():
+        payload = load_checkpoint(run / CHECKPOINT)
+        scheme.load_state_dict({**payload["best_state"], **payload["retriever_best"]})
+        Trainer(TrainerSettings.of(config), scheme, prepared.split).evaluate("valid")
     functions = stage_functions(scheme, tuple(config.eval.cutoffs), config.eval.retrieval_cutoff)
     with torch.no_grad():
         return {stage: per_row_metrics(prepared.split.test, function, config.train.eval_batch_size)
