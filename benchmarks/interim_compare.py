@@ -9,7 +9,8 @@ these are interim figures, not converged ones.
 Usage: python benchmarks/interim_compare.py --out FILE.json REFERENCE_RUN_DIR RUN_DIR [RUN_DIR ...]
        python benchmarks/interim_compare.py --out FILE.json --per-user SPEC_OUT --seed S [S ...] REFERENCE METHOD [...]
 The second form compares finished runs of an experiment from their committed per-user files (no weights needed);
-with several seeds each user's value is averaged over the seeds first, as the experiment tables do.
+with several seeds each user's value is averaged over the seeds first, as the experiment tables do. A method with
+no per-user file yet (one seed) is evaluated from its run directory, on its best checkpoint so far.
 """
 from __future__ import annotations
 
@@ -81,10 +82,15 @@ def main() -> int:
                      for method in methods]
         rows = {}
         for run, method in zip(args.runs, methods):
+            seed_runs[run] = [args.per_user / "runs" / f"{method}-s{seed}" for seed in args.seed]
+            if not (args.per_user / "per_user" / f"{method}-s{args.seed[0]}.csv").is_file():
+                if len(args.seed) > 1 or not (run / "metrics.jsonl").is_file():
+                    raise SystemExit(f"{method}: no per-user file and no single run in progress to evaluate")
+                rows[run] = test_rows(run)  # still training: its best checkpoint so far, from the run directory
+                continue
             stages = load_per_user(args.per_user, method, args.seed[0])
             rows[run] = {stage: {METRIC: seed_averaged(args.per_user, method, stage, args.seed, METRIC)}
                          for stage in stages}
-            seed_runs[run] = [args.per_user / "runs" / f"{method}-s{seed}" for seed in args.seed]
     else:
         rows = {run: test_rows(run) for run in args.runs}
         seed_runs = {run: [run] for run in args.runs}
