@@ -77,3 +77,35 @@ eval: {{cutoffs: [5], monitor: ndcg@5}}
     assert surviving(torch.tensor([DENORMAL])) == 1
     train_run(load_config(config), tmp_path / "run")
     assert surviving(torch.tensor([DENORMAL])) == 0
+
+
+class SurvivorCounter:
+    """A recommender stand-in whose answer is how many denormals survive arithmetic in the thread that runs it."""
+
+    num_items = 1
+
+    def info(self):
+        return {"items": 1}
+
+    def parse(self, users=None, histories=None, k=10, exclude_known=True):
+        query = type("Query", (), {})()
+        query.users, query.k, query.rows, query.key = users, k, len(users), ("users", k)
+        return query
+
+    def run(self, queries):
+        count = surviving(torch.full((8,), DENORMAL))
+        return [[[{"item": str(count), "score": 1.0, "retriever_score": 1.0}] for _ in query.users]
+                for query in queries]
+
+
+def test_the_service_answers_from_threads_that_flush(unflushed):
+    """The mode is per thread: the service's inference threads set it themselves, whatever the caller did."""
+    from fastapi.testclient import TestClient
+
+    from tandem.serving.http import ServeSettings, create_app
+
+    assert surviving(torch.tensor([DENORMAL])) == 1  # this thread computes denormals
+    with TestClient(create_app(SurvivorCounter(), ServeSettings(threads=None, workers=1))) as client:
+        answer = client.post("/recommend", json={"user": "u"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["recommendations"] == [{"item": "0", "score": 1.0, "retriever_score": 1.0}]

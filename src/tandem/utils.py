@@ -109,7 +109,7 @@ def flush_denormals() -> bool:
 
     Training drives some numbers into that range: weights of dead ReLU units decaying under weight decay, Adam's
     first moments of parameters whose gradient has stopped. x86 CPUs compute on denormals through a slow microcode
-    path, so a run slows down as they accumulate (a CoRR / ICC epoch on ML-100K went from 11 s to 49 s over 45
+    path, so a run slows down as they accumulate (an ICC epoch on ML-100K general went from 11 s to 49 s over 44
     epochs; `python benchmarks/denormals.py`). Flushing changes no value above 1.2e-38. Returns False where the CPU
     has no such mode (nothing changes then)."""
     return bool(torch.set_flush_denormal(True))

@@ -300,7 +300,11 @@ def create_app(recommender: Any, settings: ServeSettings | None = None) -> FastA
     settings.check()
     if settings.threads is not None:
         set_threads(settings.threads)
-    executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="tandem-infer")
+    from tandem.utils import flush_denormals
+
+    # each inference thread flushes denormals itself (the mode is per thread; see tandem.utils.flush_denormals)
+    executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="tandem-infer",
+                                  initializer=flush_denormals)
     batcher = Batcher(recommender, executor, settings.workers, settings.max_batch_rows)
     state = {"stopping": False}
 
@@ -374,12 +378,9 @@ def create_app(recommender: Any, settings: ServeSettings | None = None) -> FastA
 
 
 def set_threads(threads: int) -> None:
-    """Threads per torch / FAISS call (process-wide), with denormals flushed (`tandem.utils.flush_denormals`)."""
+    """Threads per torch / FAISS call (process-wide)."""
     import torch
 
-    from tandem.utils import flush_denormals
-
-    flush_denormals()
     torch.set_num_threads(threads)
     try:
         import faiss
