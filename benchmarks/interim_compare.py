@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from tandem.experiments.runner import per_row_metrics, stage_functions
-from tandem.experiments.tables import load_per_user, paired_test, seed_averaged
+from tandem.experiments.tables import load_per_user, paired_test, per_user_path, seed_averaged
 from tandem.run import load_run, read_run_config
 from tandem.training.trainer import CHECKPOINT, Trainer, TrainerSettings
 from tandem.utils import atomic_write_json, load_checkpoint
@@ -83,7 +83,7 @@ def main() -> int:
         rows = {}
         for run, method in zip(args.runs, methods):
             seed_runs[run] = [args.per_user / "runs" / f"{method}-s{seed}" for seed in args.seed]
-            if not (args.per_user / "per_user" / f"{method}-s{args.seed[0]}.csv").is_file():
+            if not per_user_path(args.per_user, method, args.seed[0]).is_file():
                 if len(args.seed) > 1 or not (run / "metrics.jsonl").is_file():
                     raise SystemExit(f"{method}: no per-user file and no single run in progress to evaluate")
                 rows[run] = test_rows(run)  # still training: its best checkpoint so far, from the run directory

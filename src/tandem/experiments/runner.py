@@ -29,7 +29,7 @@ from tandem.errors import TandemError
 from tandem.evaluation import METRICS, full_ranking_metrics
 from tandem.evaluation.ranking import padded_rows
 from tandem.experiments.spec import ExperimentSpec, Method, Reuse
-from tandem.experiments.tables import write_outputs
+from tandem.experiments.tables import per_user_path, write_outputs
 from tandem.run import config_differences, load_data, load_run, read_run_config, train_run
 from tandem.utils import atomic_write_bytes
 
@@ -97,7 +97,7 @@ def copy_finished_run(reuse: Reuse, seed: int, config: Config, run_dir: Path, pe
     from tandem.rundir import fingerprint, stored_fingerprint
 
     source = reuse.dir / "runs" / f"{reuse.method}-s{seed}"
-    source_rows = reuse.dir / "per_user" / f"{reuse.method}-s{seed}.csv"
+    source_rows = per_user_path(reuse.dir, reuse.method, seed)
     if not ((source / "report.json").is_file() and source_rows.is_file()):
         log(f"reuse: {source} is not finished: training {run_dir.name} here")
         return False
@@ -147,7 +147,7 @@ def run_one(spec: ExperimentSpec, method_index: int, seed: int, out: Path, log: 
     method = spec.methods[method_index]
     run_name = f"{method.name}-s{seed}"
     run_dir = out / "runs" / run_name
-    per_user = out / "per_user" / f"{run_name}.csv"
+    per_user = per_user_path(out, method.name, seed)
     if (run_dir / "report.json").is_file() and per_user.is_file():
         return
     config = method_config(spec, method, seed)

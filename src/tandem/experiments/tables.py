@@ -27,6 +27,11 @@ ALPHA = 0.05  # a claim's change is significant at this two-sided level (one-sid
 CLAIMS_TITLE = "## The paper's findings, checked"  # the section a table.md with claims ends with
 
 
+def per_user_path(out: Path, method: str, seed: int) -> Path:
+    """The per-user test metrics file of `method`'s run with `seed` under an experiment's output directory `out`."""
+    return out / "per_user" / f"{method}-s{seed}.csv"
+
+
 def finished_runs(spec: ExperimentSpec, out: Path) -> dict[str, dict[int, dict[str, Any]]]:
     """{method: {seed: report}} of the runs with a report and per-user metrics."""
     runs: dict[str, dict[int, dict[str, Any]]] = {}
@@ -75,7 +80,7 @@ def _per_user_file(path: Path, stamp: tuple[int, int]) -> tuple[np.ndarray, dict
 
 def load_per_user_rows(out: Path, method: str, seed: int) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
     """(users, {stage: {metric: values}}) of one run's per-user file, in row order."""
-    path = out / "per_user" / f"{method}-s{seed}.csv"
+    path = per_user_path(out, method, seed)
     status = path.stat()
     return _per_user_file(path, (status.st_mtime_ns, status.st_size))
 
