@@ -4,10 +4,11 @@ several seeds: test Recall/NDCG/MRR@10 as mean ± std, and seconds per epoch, wr
 With --speed it instead times one training step on ML-100K batches (512 rows, 20 negatives, history 20): DIN's
 forward + backward and its 100-candidate forward, the current DIN against the previous implementation (kept here,
 `legacy_score`, as the before-figure and checked equal to the current one on the same batch), and a full CoRR
-step against a SASRec-alone step; and on the general task (MF + DeepFM, configs/ml100k-general-corr.yaml) DeepFM's
-forward + backward, current against its previous implementation (`legacy_deepfm_score`, the concatenated field
-tensor), and a CoRR step against an MF-alone step; medians over interleaved repeats, written to
-cooperative_speed.json.
+step against a SASRec-alone step, with the FLOPs of each (`tandem.flops`) and the machine's dense matrix-product
+rate, which bound what a faster implementation could give; and on the general task (MF + DeepFM,
+configs/ml100k-general-corr.yaml) DeepFM's forward + backward, current against its previous implementation
+(`legacy_deepfm_score`, the concatenated field tensor), and a CoRR step against an MF-alone step; medians over
+interleaved repeats, written to cooperative_speed.json.
 
 Usage: python benchmarks/cooperative.py [--epochs 5] [--seeds 0 1 2] [--out benchmarks/results/cooperative.json]
        python benchmarks/cooperative.py --methods CoRR ICC --out part2.json   # a subset, e.g. in another process
@@ -30,6 +31,7 @@ import torch
 from tandem.config import load_config
 from tandem.data.splits import iterate_batches
 from tandem.experiments.grid import Entry, markdown_table, run_grid
+from tandem.flops import count_flops
 from tandem.models.rankers.deepfm import DeepFM
 from tandem.models.rankers.din import DIN, ActivationUnit
 from tandem.run import build_scheme, prepare
@@ -146,6 +148,30 @@ def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int) -> 
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
+def matmul_gflops(repeats: int, size: int = 2048) -> float:
+    """This machine's float32 rate on a dense square matrix product (median of `repeats`), in GFLOP/s: about the
+    best rate any of the steps' matrix products can reach with the same threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    seconds = interleaved_medians({"mm": lambda: a @ b}, repeats)["mm"]
+    return 2 * size ** 3 / seconds / 1e9
+
+
+def arithmetic(steps: dict[str, Callable[[], None]], seconds: dict[str, float], repeats: int) -> dict[str, object]:
+    """FLOPs of one call of each step (`tandem.flops`: matrix products), the rate each measured step reached, and
+    what the CoRR/SASRec ratio would be if both ran at this machine's dense matrix-product rate: the bound on what
+    making the code faster (rather than doing less arithmetic) can give."""
+    flops = {label: count_flops(run)["total"] for label, run in steps.items()}
+    rate = matmul_gflops(repeats)
+    return {
+        "gflop": {label: value / 1e9 for label, value in flops.items()},
+        "achieved_gflops": {label: flops[label] / seconds[label] / 1e9 for label in steps},
+        "dense_matmul_gflops": rate,
+        "corr_over_sasrec_flops": flops["corr_current"] / flops["sasrec"],
+        "corr_seconds_at_matmul_rate": flops["corr_current"] / rate / 1e9,
+        "corr_at_matmul_rate_over_sasrec_measured": flops["corr_current"] / rate / 1e9 / seconds["sasrec"],
+    }
+
+
 def training_step(scheme: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor]) -> None:
     """One step as the trainer takes it: losses, backward, optimizer step."""
     optimizer.zero_grad(set_to_none=True)
@@ -203,11 +229,15 @@ def speed(args: argparse.Namespace) -> None:
                 del ranker.score  # back to the class's method
         return run
 
-    steps = interleaved_medians({
+    step_runs = {
         "sasrec": lambda: training_step(schemes["sasrec"], optimizers["sasrec"], batch),
         "corr_current": corr_step_with(DIN.score),
         "corr_legacy": corr_step_with(legacy_score),
-    }, args.repeats)
+    }
+    steps = interleaved_medians(step_runs, args.repeats)
+    counted = {"sasrec": step_runs["sasrec"], "corr_current": step_runs["corr_current"],
+               "din_forward_backward_21": forward_backward(current)}
+    cost = arithmetic(counted, {**steps, "din_forward_backward_21": din_train["current"]}, args.repeats)
     result = {
         "what": "median seconds over interleaved repeats on one ML-100K training batch (sequential task, SASRec + "
                 "DIN as configs/ml100k-seq-corr.yaml; user and item features); 'legacy' is DIN before the blockwise "
@@ -221,6 +251,7 @@ def speed(args: argparse.Namespace) -> None:
         "din_forward_100_no_grad": {**din_eval, "legacy_over_current": din_eval["legacy"] / din_eval["current"]},
         "step": {**steps, "corr_current_over_sasrec": steps["corr_current"] / steps["sasrec"],
                  "corr_legacy_over_sasrec": steps["corr_legacy"] / steps["sasrec"]},
+        "arithmetic": cost,
         "general_mf_deepfm": general_speed(args.repeats),
         "repeats": args.repeats,
         "machine": {"torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "platform": platform.platform(),
@@ -230,7 +261,7 @@ def speed(args: argparse.Namespace) -> None:
     atomic_write_json(args.out, result)
     print(json.dumps({key: result[key] for key in ("max_relative_difference_current_vs_legacy",
                                                     "din_forward_backward_21", "din_forward_100_no_grad", "step",
-                                                    "general_mf_deepfm")},
+                                                    "arithmetic", "general_mf_deepfm")},
                      indent=1))
     print(f"-> {args.out}")
 

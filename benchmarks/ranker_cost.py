@@ -5,9 +5,10 @@ Each ranker is built as seed000-table3 builds it (the Independent config of its 
 scores a slice of one shuffled training batch: `--rows` rows x 21 candidates (the positive and 20 negatives). FLOPs
 grow linearly with the rows (every (row, candidate) pair is scored alike), so they are scaled to the config's
 training batch and to the epoch's number of batches; seconds are scaled alike, which overstates them a little for
-the small models (a call's fixed overhead is scaled too). torch's FLOP counter counts matrix products and
-attention, not elementwise work. This is the evidence behind seed000-table3's note that the Caser + BST rows need a
-GPU.
+the small models (a call's fixed overhead is scaled too). FLOPs are torch's FLOP counter with the in-place and
+matrix-vector products it leaves at zero added (`tandem.flops`; DIN's activation unit runs through `addmm_`):
+matrix products and attention, not elementwise work. This is the evidence behind seed000-table3's note that the
+Caser + BST rows need a GPU.
 
 Writes benchmarks/results/ranker_cost.json. Usage: python benchmarks/ranker_cost.py [--rows 32] [--repeats 3]
 """
@@ -23,10 +24,10 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from tandem.config import load_config
 from tandem.data.splits import iterate_batches
+from tandem.flops import count_flops
 from tandem.run import build_scheme, prepare
 from tandem.utils import atomic_write_json
 
@@ -58,9 +59,7 @@ def measure(config_name: str, overrides: list[str], rows: int, repeats: int) -> 
         ranker.zero_grad(set_to_none=True)
         ranker.score(batch, items).logsumexp(-1).sum().backward()
 
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
+    flops = count_flops(step)["total"]
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -70,9 +69,9 @@ def measure(config_name: str, overrides: list[str], rows: int, repeats: int) -> 
     scale = config.train.batch_size / rows
     median = statistics.median(seconds)
     return {"rows_measured": rows, "candidates": items.shape[1], "training_batch": config.train.batch_size,
-            "flops_measured": counter.get_total_flops(), "seconds_measured": median,
+            "flops_measured": flops, "seconds_measured": median,
             "parameters": sum(p.numel() for p in ranker.parameters()),
-            "tflop_per_training_batch": counter.get_total_flops() * scale / 1e12,
+            "tflop_per_training_batch": flops * scale / 1e12,
             "seconds_per_training_batch": median * scale, "training_batches_per_epoch": batches,
             "cpu_minutes_per_epoch": median * scale * batches / 60}
 
@@ -95,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
               f"per training batch, ~{row['cpu_minutes_per_epoch']:.0f} CPU-min per epoch", flush=True)
     atomic_write_json(OUT, {
         "what": f"each Table 3 ranker's forward + backward on {args.rows} training rows x (1 + the config's "
-                f"negatives) candidates (FLOPs by torch.utils.flop_counter: matrix products and attention, not "
-                f"elementwise work; median seconds of {args.repeats}); per training batch and per epoch = scaled "
+                "negatives) candidates (FLOPs by torch.utils.flop_counter with tandem.flops' in-place and "
+                "matrix-vector products: matrix products and attention, not elementwise work; median seconds of "
+                f"{args.repeats}); per training batch and per epoch = scaled "
                 "linearly by the config's batch size / rows and by the epoch's batches (the ranker's share of an "
                 "epoch only: no retriever, sampler or evaluation)",
         "command": f"python benchmarks/ranker_cost.py --rows {args.rows} --repeats {args.repeats} --threads {args.threads}",
