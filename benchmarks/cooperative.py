@@ -158,8 +158,8 @@ def matmul_gflops(repeats: int, size: int = 2048) -> float:
 
 def arithmetic(steps: dict[str, Callable[[], None]], seconds: dict[str, float], repeats: int) -> dict[str, object]:
     """FLOPs of one call of each step (`tandem.flops`: matrix products), the rate each measured step reached, and
-    what the CoRR/SASRec ratio would be if both ran at this machine's dense matrix-product rate: the bound on what
-    making the code faster (rather than doing less arithmetic) can give."""
+    how long CoRR's step would take at this machine's dense matrix-product rate, against SASRec's measured step:
+    the bound on what making the code faster (rather than doing less arithmetic) can give."""
     flops = {label: count_flops(run)["total"] for label, run in steps.items()}
     rate = matmul_gflops(repeats)
     return {
