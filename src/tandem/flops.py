@@ -53,14 +53,10 @@ EXTRA_FORMULAS: dict[Any, Callable[..., int]] = {
 """Ops torch's counter leaves at zero, with their formulas (keyed by overload packet, as torch keys its own)."""
 
 
-def flop_counter() -> FlopCounterMode:
-    """torch's FLOP counter with `EXTRA_FORMULAS` added; use as a context manager, read `get_total_flops()`."""
-    return FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
-
-
 def count_flops(run: Callable[[], object]) -> dict[str, int]:
-    """FLOPs of one call of `run` (forward and any backward it runs): {"total": n, "<op>": n, ...}."""
-    counter = flop_counter()
+    """FLOPs of one call of `run` (forward and any backward it runs), by torch's counter with `EXTRA_FORMULAS`
+    added: {"total": n, "<op>": n, ...}."""
+    counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
     with counter:
         run()
     by_op = {str(op): int(flops) for op, flops in counter.get_flop_counts().get("Global", {}).items()}
